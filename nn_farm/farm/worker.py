@@ -1,0 +1,239 @@
+"""Crash isolation: each device measures in its own long-lived worker process.
+
+    agent thread --job--> DeviceWorker --pipe--> worker process: measure_file(...)
+                 <-result-             <-------- ("ok", measurement) | ("error", kind, message)
+
+A native library that segfaults, aborts or hangs takes only its worker down.
+The agent waits for each job at most the policy's ``timeout_s``; a worker that
+died is reported as :class:`~nn_farm.errors.DeviceCrashed` with the signal name,
+one that overran is killed and reported as :class:`~nn_farm.errors.DeviceTimeout`.
+Either way a fresh worker is started and the device keeps serving.
+
+Workers use the "spawn" start method: forking a process that runs gRPC threads
+can deadlock the child. A worker is kept warm between jobs (runtime imported,
+speed probe calibrated), so a measurement costs one pipe round trip on top of
+the runtime's own work.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from multiprocessing.connection import wait
+from typing import Any
+
+from nn_farm import errors
+from nn_farm.errors import DeviceCrashed, DeviceTimeout, DeviceUnavailable
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 180.0  # importing torch on a loaded 2-core host takes a while
+
+
+def _worker_main(conn, runtime_name: str, options: dict) -> None:
+    """The worker process: answer measurement jobs until told to stop (``None``)."""
+    import os
+
+    # A worker's job is to be measured, not to be interrupted by the agent's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from nn_farm.farm.measure import measure_file
+        from nn_farm.farm.runtimes import get_runtime
+        from nn_farm.farm.speed import SpeedProbe
+
+        runtime = get_runtime(runtime_name)
+        status = runtime.status(options)
+        probe = SpeedProbe()
+        conn.send(("ready", os.getpid(), _status_dict(status)))
+    except Exception as exc:  # reported to the agent, which marks the device unavailable
+        conn.send(("ready", os.getpid(), {"available": False, "version": "",
+                                          "reason": f"{type(exc).__name__}: {exc}"}))
+        runtime = None
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            if runtime is None:
+                raise DeviceUnavailable(f"runtime {runtime_name} could not be loaded")
+            m = measure_file(runtime, job["path"], inputs=job.get("inputs"), policy=job["policy"],
+                             options=options, probe=probe)
+            conn.send(("ok", m))
+        except Exception as exc:  # failures are data: the agent maps the kind to a status
+            conn.send(("error", type(exc).__name__, str(exc)))
+
+
+def _status_dict(status: Any) -> dict:
+    return {"available": bool(getattr(status, "available", False)),
+            "version": str(getattr(status, "version", "") or ""),
+            "reason": str(getattr(status, "reason", "") or "")}
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class DeviceWorker:
+    """The worker process of one device.
+
+    Args:
+        device_id: for error messages.
+        runtime: runtime name the worker loads.
+        options: runtime options (threads, device string, ...).
+        start_timeout_s: how long a fresh worker may take to import its runtime.
+
+    Not thread-safe: the agent runs one job per device at a time.
+    """
+
+    def __init__(self, device_id: str, runtime: str, options: dict | None = None, *,
+                 start_timeout_s: float = START_TIMEOUT_S):
+        self.device_id = device_id
+        self.runtime = runtime
+        self.options = dict(options or {})
+        self.start_timeout_s = start_timeout_s
+        self.status: dict | None = None   # from the worker's "ready" message
+        self.state = "stopped"            # stopped | starting | idle | busy
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc = None
+        self._conn = None
+        self._start_lock = threading.Lock()
+
+    @property
+    def pid(self) -> int:
+        proc = self._proc
+        return proc.pid if proc is not None and proc.is_alive() else 0
+
+    def start(self) -> None:
+        """Spawn the process (returns at once; :meth:`ready` waits for it)."""
+        with self._start_lock:
+            if self._proc is not None and self._proc.is_alive():
+                return
+            parent, child = self._ctx.Pipe()
+            proc = self._ctx.Process(target=_worker_main, args=(child, self.runtime, self.options),
+                                     name=f"nn-farm-worker[{self.device_id}]", daemon=True)
+            proc.start()
+            child.close()
+            self._proc, self._conn = proc, parent
+            self.state = "starting"
+            self.status = None
+
+    def ready(self) -> dict:
+        """Start if needed and wait until the worker has loaded its runtime.
+
+        Returns:
+            The runtime status the worker reported: available, version, reason.
+
+        Raises:
+            DeviceUnavailable: the worker died or did not come up in time.
+        """
+        self.start()
+        if self.status is not None:
+            return self.status
+        got = wait([self._conn, self._proc.sentinel], self.start_timeout_s)
+        if self._conn in got:
+            try:
+                _, _, status = self._conn.recv()
+                self.status = status
+                self.state = "idle"
+                return status
+            except EOFError:
+                pass
+        code = self._proc.exitcode
+        self._kill()
+        raise DeviceUnavailable(f"device {self.device_id}: worker for {self.runtime} did not start "
+                                f"({_signal_name(code) if code is not None else 'start timed out'})",
+                                device_id=self.device_id)
+
+    def run(self, job: dict, timeout_s: float) -> Any:
+        """Run one measurement job in the worker.
+
+        Args:
+            job: ``path``, ``policy`` and ``inputs`` for ``measure_file``.
+            timeout_s: how long to wait for the result.
+
+        Returns:
+            The :class:`~nn_farm.farm.measurement.Measurement` from the worker.
+
+        Raises:
+            DeviceCrashed: the worker died (the signal is named).
+            DeviceTimeout: no result within ``timeout_s``; the worker is killed.
+            FarmError: whatever the measurement itself raised (InvalidModel, ...).
+        """
+        self.ready()
+        digest = job.get("digest")
+        self.state = "busy"
+        try:
+            self._conn.send(job)
+            got = wait([self._conn, self._proc.sentinel], timeout_s)
+            if self._conn in got:
+                try:
+                    reply = self._conn.recv()
+                except (EOFError, OSError):
+                    reply = None
+                if reply is not None:
+                    return _unpack(reply, self.device_id, digest)
+            if not got:
+                self._kill()
+                raise DeviceTimeout(f"device {self.device_id}: measurement of model {digest} ran past "
+                                    f"its timeout of {timeout_s:g} s; worker killed and restarted",
+                                    device_id=self.device_id, digest=digest)
+            self._proc.join(5)
+            cause = _signal_name(self._proc.exitcode)
+            self._kill()
+            raise DeviceCrashed(f"device {self.device_id}: the {self.runtime} worker died ({cause}) while "
+                                f"measuring model {digest}; worker restarted",
+                                device_id=self.device_id, digest=digest)
+        finally:
+            if self._proc is None:
+                self.start()  # fresh worker for the next job; it warms up meanwhile
+            else:
+                self.state = "idle"
+
+    def _kill(self) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        self.status = None
+        self.state = "stopped"
+        if proc is not None:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(10)
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        """Ask the worker to exit, kill it if it does not."""
+        proc, conn = self._proc, self._conn
+        if proc is None:
+            return
+        try:
+            conn.send(None)
+            proc.join(5)
+        except (OSError, BrokenPipeError):
+            pass
+        self._kill()
+
+
+def _unpack(reply: tuple, device_id: str, digest: str | None) -> Any:
+    if reply[0] == "ok":
+        return reply[1]
+    _, kind, message = reply
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, errors.FarmError):
+        raise cls(message, device_id=device_id, digest=digest)
+    if isinstance(cls, type) and issubclass(cls, errors.NNFarmError):
+        raise cls(message)
+    raise DeviceCrashed(f"device {device_id}: runtime raised {kind}: {message}",
+                        device_id=device_id, digest=digest)
