@@ -299,8 +299,8 @@ class Agent:
                     raise
                 slot.measurements += 1
         m.model_digest, m.device_id, m.device_class = digest, slot.config.id, slot.config.device_class
-        m.device = {**slot.identity(), **{k: v for k, v in (m.device or {}).items() if v}}
-        m.device["cpu_affinity"] = list(policy.cpu_affinity)
+        # The worker knows what actually ran (threads, delegate, affinity); the host's id fills the rest.
+        m.device = {**slot.identity(), **{k: v for k, v in (m.device or {}).items() if v not in ("", None)}}
         return m.to_proto()
 
     def health(self) -> pb.HealthResponse:

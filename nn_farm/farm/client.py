@@ -204,10 +204,11 @@ class AgentClient:
 
     def health(self) -> dict:
         """The agent's health: status, version, uptime_s, cache, and per-device state and worker_pid."""
-        from google.protobuf.json_format import MessageToDict
-
         reply = self._call("Health", pb.HealthRequest(), timeout_s=self.timeout_s)
-        return MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        devices = [{name: getattr(d, name) for name in ("device_id", "state", "queue_length", "measurements",
+                                                        "failures", "worker_pid")} for d in reply.devices]
+        return {"status": reply.status, "agent_version": reply.agent_version, "uptime_s": reply.uptime_s,
+                "cache_bytes": reply.cache_bytes, "cache_models": reply.cache_models, "devices": devices}
 
     def close(self) -> None:
         self._channel.close()

@@ -39,33 +39,84 @@ def _worker_main(conn, runtime_name: str, options: dict) -> None:
     # A worker's job is to be measured, not to be interrupted by the agent's Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        from nn_farm.farm.measure import measure_file
         from nn_farm.farm.runtimes import get_runtime
         from nn_farm.farm.speed import SpeedProbe
 
         runtime = get_runtime(runtime_name)
-        status = runtime.status(options)
-        probe = SpeedProbe()
-        conn.send(("ready", os.getpid(), _status_dict(status)))
+        status = _status_dict(runtime.status(options))
+        probe = SpeedProbe()  # one per device: its best time persists across jobs
     except Exception as exc:  # reported to the agent, which marks the device unavailable
-        conn.send(("ready", os.getpid(), {"available": False, "version": "",
-                                          "reason": f"{type(exc).__name__}: {exc}"}))
-        runtime = None
+        status = {"available": False, "version": "", "reason": f"{type(exc).__name__}: {exc}"}
+    conn.send(("ready", os.getpid(), status))
+    sessions = _Sessions(runtime_name, options, status["version"]) if status["available"] else None
     while True:
         try:
             job = conn.recv()
         except EOFError:
             return
         if job is None:
+            if sessions is not None:
+                sessions.close()
             return
         try:
-            if runtime is None:
-                raise DeviceUnavailable(f"runtime {runtime_name} could not be loaded")
-            m = measure_file(runtime, job["path"], inputs=job.get("inputs"), policy=job["policy"],
-                             options=options, probe=probe)
-            conn.send(("ok", m))
+            if sessions is None:
+                raise DeviceUnavailable(f"runtime {runtime_name} is unavailable: {status['reason']}")
+            conn.send(("ok", sessions.measure(job, probe)))
         except Exception as exc:  # failures are data: the agent maps the kind to a status
             conn.send(("error", type(exc).__name__, str(exc)))
+
+
+class _Sessions:
+    """Loaded models kept warm in a worker, by file and input shapes (LRU).
+
+    Loading (compiling) a model can cost more than measuring it; a model is
+    measured many times (repeats, policies, clients), so a worker keeps the
+    last few sessions. The cache path holds the digest, so a key never goes stale.
+    """
+
+    def __init__(self, runtime: str, options: dict, version: str, keep: int = 4):
+        from nn_farm.farm.runtimes import get_runtime
+
+        self.runtime, self.options, self.version, self.keep = runtime, options, version, keep
+        self._rt = get_runtime(runtime)
+        self._open: dict = {}
+
+    def measure(self, job: dict, probe):
+        import os
+
+        from nn_farm.errors import PolicyError
+        from nn_farm.farm.measure import host_identity, measure_session
+
+        policy, inputs = job["policy"], job.get("inputs")
+        previous = os.sched_getaffinity(0)
+        try:
+            if policy.cpu_affinity:
+                try:
+                    os.sched_setaffinity(0, policy.cpu_affinity)
+                except OSError as exc:
+                    raise PolicyError(f"cpu_affinity {list(policy.cpu_affinity)} is not possible here "
+                                      f"(cores present: {sorted(previous)}): {exc}") from exc
+            key = (job["path"], tuple(inputs or ()))
+            session = self._open.pop(key, None) or self._rt.load(job["path"], inputs, self.options)
+            self._open[key] = session  # most recently used last
+            while len(self._open) > self.keep:
+                self._open.pop(next(iter(self._open))).close()
+            try:
+                m = measure_session(session, policy, probe)
+            except Exception:
+                self._open.pop(key).close()  # a session that failed mid-run is not reused
+                raise
+            m.device = {**host_identity(), **m.device}
+        finally:
+            if policy.cpu_affinity:
+                os.sched_setaffinity(0, previous)
+        m.runtime, m.runtime_version = self.runtime, self.version
+        return m
+
+    def close(self) -> None:
+        for session in self._open.values():
+            session.close()
+        self._open.clear()
 
 
 def _status_dict(status: Any) -> dict:
