@@ -1,0 +1,296 @@
+"""Predict a model's latency (ms) from a predictor package.
+
+    model (file, object, IR)  --ir.model_to_ir-->        IR graph
+    IR graph                  --kernels.detect_kernels--> kernel units (package fusion rules)
+    kernel units              --kernel_specs-->           configs grouped by kernel type
+    configs of one type       --features-->               X (n, n_features)
+    X                         --kernel regressor-->       ms per kernel  --sum-->  ms
+
+:meth:`LatencyPredictor.predict_many` groups the kernels of *all* models by kernel
+type, so each regressor is called once per batch, not once per model.
+
+A kernel the package cannot price (a type with no spec, or no model in the package)
+is never counted as 0 ms silently: it is listed in the detail, counted, and warned
+about with :class:`UnknownKernelWarning` (or raised, with ``on_unknown="raise"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections import Counter
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from nn_farm.errors import UnknownKernelError
+from nn_farm.predictor.fast_regressor import compile_regressor
+from nn_farm.predictor.kernel_specs import (
+    KERNEL_SPECS,
+    config_row_from_kernel_unit,
+    fallback_kernel_type,
+    features,
+)
+from nn_farm.predictor.package import PredictorPackage
+
+__all__ = ["LatencyPredictor", "UnknownKernelWarning", "KERNELS_MODEL_TYPE"]
+
+log = logging.getLogger(__name__)
+
+#: ``model_type`` for input that is already a list of kernel units (nn-Meter's
+#: kernel-detector output): no IR conversion, no detection.
+KERNELS_MODEL_TYPE = "kernels"
+
+_ON_UNKNOWN = ("warn", "raise", "ignore")
+
+
+class UnknownKernelWarning(UserWarning):
+    """Some kernels of a model have no regressor; they are left out of the sum."""
+
+
+class LatencyPredictor:
+    """Latency of whole models from per-kernel regressors.
+
+    Args:
+        package: a loaded :class:`~nn_farm.predictor.package.PredictorPackage`.
+        on_unknown: what to do with kernels the package cannot price: ``"warn"``
+            (default: leave them out of the sum, warn, list them in the detail),
+            ``"raise"`` (:class:`~nn_farm.errors.UnknownKernelError`) or ``"ignore"``
+            (still listed in the detail, no warning).
+
+    Example:
+        >>> from nn_farm.predictor import load_latency_predictor
+        >>> predictor = load_latency_predictor("synthetic-fixture")   # doctest: +SKIP
+        >>> predictor.predict("resnet18", "torchvision")               # doctest: +SKIP
+        35.2
+    """
+
+    def __init__(self, package: PredictorPackage, *, on_unknown: str = "warn"):
+        if on_unknown not in _ON_UNKNOWN:
+            raise ValueError(f"on_unknown must be one of {_ON_UNKNOWN}, got {on_unknown!r}")
+        self.package = package
+        self.on_unknown = on_unknown
+        self._predict_fns = {k: compile_regressor(m) for k, m in package.models.items()}
+        self._model_key_cache: dict[str, str | None] = {}
+        self._fusion_rules = None
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def name(self) -> str:
+        return self.package.name
+
+    @property
+    def version(self) -> str:
+        return self.package.version
+
+    @property
+    def device(self) -> str:
+        return self.package.device
+
+    @property
+    def kernel_types(self) -> list[str]:
+        """Kernel types this predictor has a regressor for."""
+        return sorted(self.package.models)
+
+    def __repr__(self) -> str:
+        return (f"LatencyPredictor(name={self.name!r}, version={self.version!r}, "
+                f"device={self.device!r}, kernels={len(self.package.models)})")
+
+    # ------------------------------------------------------------ model -> kernels
+
+    def fusion_rules(self):
+        """The package's fusion rules in the form kernel detection takes (cached)."""
+        if self._fusion_rules is None:
+            from nn_farm.predictor.kernels import load_fusion_rules
+
+            self._fusion_rules = load_fusion_rules(self.package.fusion_rules)
+        return self._fusion_rules
+
+    def kernel_units(self, model: Any, model_type: str,
+                     input_shape: Sequence[int] | None = None) -> list[dict]:
+        """Detect the kernel units of one model with this package's fusion rules.
+
+        Args:
+            model: a file path, model object, torchvision name, nn-Meter IR dict or
+                IRGraph, or (``model_type="kernels"``) a list of kernel units.
+            model_type: one of ``nn_farm.predictor.ir.MODEL_TYPES`` or ``"kernels"``.
+            input_shape: input shape for models that need one (torch, torchvision).
+
+        Returns:
+            Kernel units in nn-Meter's format.
+
+        Raises:
+            ConversionError: the model cannot be turned into IR.
+            IRError: the IR is malformed.
+        """
+        if model_type == KERNELS_MODEL_TYPE:
+            if isinstance(model, (str, os.PathLike)):
+                import json
+
+                with open(model) as fh:
+                    model = json.load(fh)
+            return list(model)
+        from nn_farm.predictor.ir import IRGraph, model_to_ir
+        from nn_farm.predictor.kernels import detect_kernels
+
+        ir = model if isinstance(model, IRGraph) else model_to_ir(model, model_type, input_shape)
+        return detect_kernels(ir, self.fusion_rules())
+
+    # ------------------------------------------------------------ prediction
+
+    def predict(self, model: Any, model_type: str,
+                input_shape: Sequence[int] | None = None) -> float:
+        """Predicted latency of one model.
+
+        Args:
+            model: see :meth:`kernel_units`.
+            model_type: see :meth:`kernel_units`.
+            input_shape: see :meth:`kernel_units`.
+
+        Returns:
+            Latency in ms: the sum over the kernels this package can price.
+
+        Raises:
+            UnknownKernelError: with ``on_unknown="raise"``, a kernel cannot be priced.
+            ConversionError, IRError: the model cannot be read.
+        """
+        return self.predict_many([model], model_type, input_shape)[0]
+
+    def predict_many(self, models: Iterable[Any], model_type: str,
+                     input_shape: Sequence[int] | None = None) -> list[float]:
+        """Predicted latency of many models, one regressor call per kernel type.
+
+        Args:
+            models: models of one ``model_type`` (see :meth:`kernel_units`).
+            model_type: see :meth:`kernel_units`.
+            input_shape: see :meth:`kernel_units`, shared by all models.
+
+        Returns:
+            Latency in ms per model, in input order; equal to a loop of :meth:`predict`.
+
+        Raises:
+            UnknownKernelError: with ``on_unknown="raise"``, a kernel cannot be priced.
+        """
+        unit_lists = [self.kernel_units(m, model_type, input_shape) for m in models]
+        totals, _, unknown = self._evaluate(unit_lists, keep_detail=False)
+        self._report_unknown(unknown)
+        return totals.tolist()
+
+    def predict_detail(self, model: Any, model_type: str,
+                       input_shape: Sequence[int] | None = None) -> dict:
+        """Predicted latency of one model with its per-kernel breakdown.
+
+        Returns:
+            ``{"predictor", "version", "device", "latency_ms", "n_kernels",
+            "kernels": [{"kernel", "op", "type", "model", "config", "ms"}, ...],
+            "n_unknown", "unknown_kernels": [{"kernel", "op", "reason"}, ...]}``.
+            ``kernels`` is in detection order; ``model`` is the regressor used (a
+            conv kernel may be priced by its family's ``conv-bn-relu`` model).
+
+        Raises:
+            UnknownKernelError: with ``on_unknown="raise"``, a kernel cannot be priced.
+        """
+        units = self.kernel_units(model, model_type, input_shape)
+        totals, details, unknown = self._evaluate([units], keep_detail=True)
+        self._report_unknown(unknown)
+        return {
+            "predictor": self.name,
+            "version": self.version,
+            "device": self.device,
+            "latency_ms": float(totals[0]),
+            "n_kernels": len(units),
+            "kernels": details[0],
+            "n_unknown": len(unknown[0]),
+            "unknown_kernels": unknown[0],
+        }
+
+    # ------------------------------------------------------------ machinery
+
+    def _model_key(self, kernel_type: str) -> str | None:
+        try:
+            return self._model_key_cache[kernel_type]
+        except KeyError:
+            pass
+        key = None
+        if kernel_type in self._predict_fns:
+            key = kernel_type
+        else:
+            fallback = fallback_kernel_type(kernel_type)
+            if fallback in self._predict_fns:
+                key = fallback
+        self._model_key_cache[kernel_type] = key
+        return key
+
+    def _evaluate(self, unit_lists: list[list[dict]], keep_detail: bool):
+        """Price every kernel of every model; one regressor call per model key.
+
+        Returns:
+            (totals ms array (n_models,), per-model detail lists or None,
+            per-model unknown-kernel lists).
+        """
+        n_models = len(unit_lists)
+        # model key -> (config rows, owning model index, position in that model)
+        groups: dict[str, tuple[list, list, list, list]] = {}
+        unknown: list[list[dict]] = [[] for _ in range(n_models)]
+        details = [[None] * len(units) for units in unit_lists] if keep_detail else None
+        for m, units in enumerate(unit_lists):
+            for j, unit in enumerate(units):
+                try:
+                    kernel_type, row = config_row_from_kernel_unit(unit)
+                except UnknownKernelError as exc:
+                    unknown[m].append(_unknown_entry(unit, str(exc)))
+                    continue
+                key = self._model_key(kernel_type)
+                if key is None:
+                    unknown[m].append(_unknown_entry(
+                        unit, f"predictor {self.name!r} has no model for kernel type "
+                              f"{kernel_type!r}"))
+                    continue
+                rows, owners, positions, types = groups.setdefault(key, ([], [], [], []))
+                rows.append(row)
+                owners.append(m)
+                if keep_detail:
+                    positions.append(j)
+                    types.append(kernel_type)
+
+        totals = np.zeros(n_models, dtype=np.float64)
+        for key, (rows, owners, positions, types) in groups.items():
+            X = features(key, np.asarray(rows, dtype=np.float64))
+            y = self._predict_fns[key](X)
+            totals += np.bincount(owners, weights=y, minlength=n_models)
+            if keep_detail:
+                config_keys = KERNEL_SPECS[key].config_keys
+                for i, (m, j) in enumerate(zip(owners, positions)):
+                    unit = unit_lists[m][j]
+                    details[m][j] = {
+                        "kernel": unit.get("name", ""),
+                        "op": unit.get("op", ""),
+                        "type": types[i],
+                        "model": key,
+                        "config": dict(zip(config_keys, (int(v) for v in rows[i]))),
+                        "ms": float(y[i]),
+                    }
+        if keep_detail:
+            details = [[d for d in model_details if d is not None] for model_details in details]
+        return totals, details, unknown
+
+    def _report_unknown(self, unknown: list[list[dict]]) -> None:
+        counts = Counter(entry["op"] for entries in unknown for entry in entries)
+        if not counts or self.on_unknown == "ignore":
+            return
+        summary = ", ".join(f"{op} x{n}" for op, n in counts.most_common())
+        message = (f"{sum(counts.values())} kernel(s) left out of the latency sum: predictor "
+                   f"{self.name!r} {self.version} cannot price {summary}")
+        if self.on_unknown == "raise":
+            raise UnknownKernelError(message)
+        warnings.warn(message, UnknownKernelWarning, stacklevel=3)
+        log.debug(message)
+
+
+def _unknown_entry(unit: Any, reason: str) -> dict:
+    if not isinstance(unit, dict):
+        return {"kernel": "", "op": repr(unit)[:60], "reason": reason}
+    return {"kernel": unit.get("name", ""), "op": str(unit.get("op", "")), "reason": reason}
+
