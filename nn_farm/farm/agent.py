@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import platform
+import signal
 import socket
 import threading
 import time
@@ -449,6 +450,8 @@ def serve(config: AgentConfig) -> None:
     for slot in running.agent.slots.values():
         log.info("  %-28s %-12s %s", slot.config.id, slot.config.runtime,
                  slot.version if slot.available else f"unavailable: {slot.reason}")
+    # SIGTERM (systemd, kill) must also stop the workers, not orphan them.
+    signal.signal(signal.SIGTERM, lambda *_: running.server.stop(grace=1.0))
     try:
         running.server.wait_for_termination()
     except KeyboardInterrupt:
