@@ -1,0 +1,61 @@
+"""Starting or joining Ray with this project's quirks handled in one place.
+
+- ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: nodes bind loopback; without it a
+  multi-node cluster on 127.0.0.1 hangs on these machines.
+- ``RAY_AUTH_MODE``: set explicitly ("disabled" for a cluster we start
+  ourselves) so an inherited setting does not lock us out of our own cluster.
+- ``RAY_TMPDIR``: a private directory per session when we start Ray, so two
+  users' clusters never share sockets or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def ray_environment(tmpdir: str | None = None) -> dict[str, str]:
+    """Set (if unset) and return the environment variables a local Ray needs here."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if tmpdir is not None:
+        os.environ["RAY_TMPDIR"] = tmpdir
+    elif "RAY_TMPDIR" not in os.environ:
+        os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="nnfarm-ray-")
+    # Ray's own usage-stats prompt and upload are not wanted on farm hosts.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return {k: os.environ[k] for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE", "RAY_TMPDIR")}
+
+
+def init_ray(address: str | None = None, **kwargs) -> None:
+    """Join the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start a local one.
+
+    Does nothing if Ray is already initialised in this process.
+
+    Args:
+        address: ``host:port`` of a running cluster's GCS, "auto", or None.
+        kwargs: passed to ``ray.init`` (``num_cpus``, ``resources``, ...).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        ray_environment()
+        kwargs.setdefault("include_dashboard", False)
+    else:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    kwargs.setdefault("log_to_driver", False)
+    ray.init(address=address, **kwargs)
+
+
+def placement(resource: str) -> dict:
+    """Actor options that pin an actor to the node declaring ``resource``, if any node does.
+
+    A tiny fraction of the resource is asked for so every device of that host fits.
+    """
+    import ray
+
+    if resource and ray.cluster_resources().get(resource, 0) > 0:
+        return {"resources": {resource: 0.001}}
+    return {}
