@@ -156,7 +156,10 @@ class LatencyPredictor:
             UnknownKernelError: with ``on_unknown="raise"``, a kernel cannot be priced.
             ConversionError, IRError: the model cannot be read.
         """
-        return self.predict_many([model], model_type, input_shape)[0]
+        units = self.kernel_units(model, model_type, input_shape)
+        totals, _, unknown = self._evaluate([units], keep_detail=False)
+        self._report_unknown(unknown)
+        return float(totals[0])
 
     def predict_many(self, models: Iterable[Any], model_type: str,
                      input_shape: Sequence[int] | None = None) -> list[float]:
@@ -240,7 +243,7 @@ class LatencyPredictor:
                 try:
                     kernel_type, row = config_row_from_kernel_unit(unit)
                 except UnknownKernelError as exc:
-                    unknown[m].append(_unknown_entry(unit, str(exc)))
+                    unknown[m].append(_unknown_entry(unit, exc.args[0]))
                     continue
                 key = self._model_key(kernel_type)
                 if key is None:
