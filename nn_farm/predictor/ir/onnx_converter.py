@@ -1,0 +1,288 @@
+"""ONNX model -> IR graph.
+
+    .onnx bytes --skim weights--> ModelProto --onnx.shape_inference--> tensor shapes
+                --walk the data flow--> IRGraph (NCHW -> NHWC)
+
+Only nodes on the data path from the graph inputs become IR nodes: weight
+``Identity`` nodes, ``Constant`` nodes and the shape arithmetic that feeds a
+``Reshape`` (Shape -> Gather -> Mul -> ...) are constants, not operators on
+device. Sibling ``Slice`` nodes that cut one tensor are merged into one split node,
+as nn-Meter's ONNX converter does (torch's ``chunk`` exports as Slices).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from nn_farm.errors import ConversionError
+from nn_farm.predictor.ir.graph import IRGraph
+from nn_farm.predictor.ir.ops import ALIASES
+
+log = logging.getLogger(__name__)
+
+# A node whose output is shape metadata, not data: everything downstream of it
+# is shape arithmetic.
+_SHAPE_SOURCES = frozenset({"Shape", "Size"})
+# Pass-through nodes that are dropped, their output aliased to their input.
+_PASSTHROUGH = frozenset({"Identity", "Dropout"})
+
+
+def onnx_file_to_ir(path: str | os.PathLike) -> IRGraph:
+    """Read an ``.onnx`` file into IR.
+
+    Raises:
+        ConversionError: the file is missing, truncated or not ONNX (names the file
+            and quotes the parser), or shape inference fails.
+    """
+    from nn_farm.predictor.ir._onnx_skim import SkimError, skim_model_bytes
+
+    import mmap
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fp:
+            # mmap: the weight payloads that skimming steps over are never read
+            data = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:  # ValueError: empty file
+        raise ConversionError(f"{path}: cannot read ONNX file: {exc}") from exc
+    try:
+        model = _parse(skim_model_bytes(data))
+    except (SkimError, ValueError) as exc:
+        raise ConversionError(f"{path}: not a valid ONNX model (truncated or corrupt?): {exc}") from exc
+    finally:
+        data.close()
+    return onnx_model_to_ir(model, source=path, skimmed=True)
+
+
+def onnx_bytes_to_ir(data: bytes, source: str = "<bytes>") -> IRGraph:
+    """Serialized ONNX model -> IR (used for in-memory torch exports)."""
+    from nn_farm.predictor.ir._onnx_skim import SkimError, skim_model_bytes
+
+    try:
+        model = _parse(skim_model_bytes(data))
+    except (SkimError, ValueError) as exc:
+        raise ConversionError(f"{source}: not a valid ONNX model: {exc}") from exc
+    return onnx_model_to_ir(model, source=source, skimmed=True)
+
+
+def _parse(data: bytes):
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.ModelProto.FromString(data)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def onnx_model_to_ir(model, source: str = "<onnx.ModelProto>", skimmed: bool = False) -> IRGraph:
+    """An ``onnx.ModelProto`` -> IR.
+
+    Args:
+        model: the loaded model (not modified).
+        source: how to name the model in errors.
+        skimmed: the model's big initializers are already stripped of data.
+
+    Raises:
+        ConversionError: shape inference fails or leaves a data tensor without shape.
+    """
+    import onnx
+    from onnx import shape_inference
+
+    if not skimmed:
+        model = _skeleton(model)
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception as exc:  # onnx raises several kinds (InferenceError, RuntimeError)
+        raise ConversionError(f"{source}: ONNX shape inference failed: {exc}") from exc
+    return _Walker(inferred.graph, source, onnx).run()
+
+
+def _skeleton(model):
+    """A shallow copy of the model without big weight payloads (cheap to infer on)."""
+    import onnx
+
+    from nn_farm.predictor.ir._onnx_skim import MAX_KEPT_PAYLOAD
+
+    g = model.graph
+    sk = onnx.ModelProto(ir_version=model.ir_version)
+    sk.opset_import.extend(model.opset_import)
+    sg = sk.graph
+    sg.node.extend(g.node)
+    sg.input.extend(g.input)
+    sg.output.extend(g.output)
+    sg.value_info.extend(g.value_info)
+    for init in g.initializer:
+        if init.ByteSize() <= MAX_KEPT_PAYLOAD:
+            sg.initializer.append(init)
+        else:
+            sg.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
+    return sk
+
+
+def _nhwc(shape: list) -> list:
+    if len(shape) == 4:
+        return [shape[0], shape[2], shape[3], shape[1]]
+    return shape
+
+
+_NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+class _Walker:
+    """One pass over the (topologically sorted) ONNX nodes, building IR nodes."""
+
+    def __init__(self, graph, source: str, onnx):
+        self.g = graph
+        self.source = source
+        self.onnx = onnx
+        self.shapes: dict[str, list] = {}
+        self.consts: dict[str, object] = {}  # small constant tensors -> python values
+        self.producer: dict[str, str] = {}  # data tensor -> IR node name
+        self.alias: dict[str, str] = {}  # pass-through output -> its input
+        self.ir = IRGraph()
+        self.unknown: list[str] = []
+
+    # -- tensors ----------------------------------------------------------------
+    def _collect_shapes(self):
+        for vi in (*self.g.input, *self.g.value_info, *self.g.output):
+            t = vi.type.tensor_type
+            if t.HasField("shape"):
+                self.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        for init in self.g.initializer:
+            self.shapes[init.name] = list(init.dims)
+            if init.raw_data or init.int64_data or init.float_data or init.int32_data:
+                self.consts[init.name] = init
+
+    def _const_value(self, name: str):
+        """Python list/scalar of a small constant tensor, or None."""
+        t = self.consts.get(name)
+        if t is None:
+            return None
+        from onnx import numpy_helper
+
+        try:
+            return numpy_helper.to_array(t).tolist()
+        except Exception:  # a constant we cannot decode is simply not used
+            return None
+
+    def _resolve(self, name: str) -> str:
+        while name in self.alias:
+            name = self.alias[name]
+        return name
+
+    # -- main walk --------------------------------------------------------------
+    def run(self) -> IRGraph:
+        self._collect_shapes()
+        initializers = {i.name for i in self.g.initializer}
+        data = set()
+        for vi in self.g.input:
+            if vi.name not in initializers:
+                data.add(vi.name)
+                self._add(vi.name, "Placeholder", [], [_nhwc(self.shapes.get(vi.name, []))], {}, [], [vi.name])
+
+        slice_groups: dict[str, str] = {}  # sliced tensor -> merged split node name
+        names = set()
+        for idx, node in enumerate(self.g.node):
+            op = node.op_type
+            if op == "Constant":
+                for a in node.attribute:
+                    if a.name == "value":
+                        self.consts[node.output[0]] = a.t
+                continue
+            ins = [self._resolve(i) if i else "" for i in node.input]  # keep positions
+            data_ins = [i for i in ins if i in data]
+            if not data_ins or op in _SHAPE_SOURCES:
+                continue  # constant folding territory: not an operator on the device
+            if op in _PASSTHROUGH:
+                self.alias[node.output[0]] = data_ins[0]
+                continue
+            name = node.name or f"{op}_{idx}"
+            while name in names:
+                name += "_"
+            names.add(name)
+            for o in node.output:
+                if o:
+                    data.add(o)
+            attr = self._attrs(node, ins)
+            if op == "Slice":
+                key = data_ins[0]
+                merged = slice_groups.get(key)
+                if merged is not None:  # a sibling slice: one more output of the split
+                    self.ir.nodes[merged]["attr"]["output_shape"].append(_nhwc(self.shapes.get(node.output[0], [])))
+                    self.producer[node.output[0]] = merged
+                    continue
+                slice_groups[key] = name
+            in_shapes = [_nhwc(self.shapes.get(i, [])) for i in data_ins]
+            out_shapes = [_nhwc(self.shapes.get(o, [])) for o in node.output if o]
+            if op not in ALIASES and op not in self.unknown:
+                self.unknown.append(op)
+            self._add(name, op, in_shapes, out_shapes, attr, data_ins, [o for o in node.output if o])
+
+        if self.unknown:
+            log.warning("%s: ONNX ops not understood, kept as typed nodes: %s", self.source, self.unknown)
+        self.ir.unknown_ops = self.unknown
+        return self.ir
+
+    def _add(self, name, op, in_shapes, out_shapes, attr, data_ins, outputs):
+        for s in in_shapes + out_shapes:
+            if not s:
+                raise ConversionError(f"{self.source}: node {name!r} ({op}): a tensor has no inferred shape")
+        inbounds = []
+        for t in data_ins:
+            p = self.producer.get(t)
+            if p is not None and p not in inbounds:
+                inbounds.append(p)
+        self.ir.add_node(name, op, in_shapes, out_shapes, attr, inbounds)
+        for o in outputs:
+            self.producer[o] = name
+
+    # -- attributes -------------------------------------------------------------
+    def _attrs(self, node, ins: list[str]) -> dict:
+        AT = self.onnx.AttributeProto
+        attrs = {}
+        for a in node.attribute:
+            if a.type == AT.INT:
+                attrs[a.name] = a.i
+            elif a.type == AT.INTS:
+                attrs[a.name] = list(a.ints)
+            elif a.type == AT.FLOAT:
+                attrs[a.name] = a.f
+            elif a.type == AT.FLOATS:
+                attrs[a.name] = list(a.floats)
+            elif a.type == AT.STRING:
+                attrs[a.name] = a.s.decode(errors="replace")
+        op = node.op_type
+        if op == "Conv":
+            attrs.setdefault("group", 1)
+            w = self.shapes.get(ins[1]) if len(ins) > 1 else None
+            if w and "kernel_shape" not in attrs:
+                attrs["kernel_shape"] = list(w[2:])
+            attrs.setdefault("strides", [1] * len(attrs.get("kernel_shape", [1, 1])))
+        elif op in ("MaxPool", "AveragePool"):
+            attrs.setdefault("strides", [1] * len(attrs.get("kernel_shape", [1, 1])))
+        elif op == "Clip" and len(ins) > 1:  # opset >= 11: bounds are inputs
+            lo = self._const_value(ins[1]) if ins[1] else None
+            hi = self._const_value(ins[2]) if len(ins) > 2 and ins[2] else None
+            if lo is not None:
+                attrs["min"] = float(lo)
+            if hi is not None:
+                attrs["max"] = float(hi)
+        elif op in ("Slice", "Split", "Concat", "ReduceMean"):
+            axes = attrs.get("axes") if "axes" in attrs else attrs.get("axis")
+            if axes is None and op in ("Slice", "ReduceMean"):
+                pos = 3 if op == "Slice" else 1
+                axes = self._const_value(ins[pos]) if len(ins) > pos and ins[pos] else None
+            if axes is not None:
+                rank = len(self.shapes.get(ins[0], []))
+                ax = axes if isinstance(axes, list) else [axes]
+                if rank == 4:
+                    ax = [_NCHW_TO_NHWC_AXIS[a % 4] for a in ax]
+                if op in ("Slice", "Split"):
+                    attrs["split_dim"] = ax[0]
+                elif op == "Concat":
+                    attrs["axis"] = ax[0]
+                else:
+                    attrs["axes"] = ax
+        return attrs
