@@ -39,7 +39,7 @@ from nn_farm.farm import auth
 from nn_farm.farm._proto import farm_pb2 as pb
 from nn_farm.farm._proto import farm_pb2_grpc as pb_grpc
 from nn_farm.farm.cache import ModelCache, check_digest
-from nn_farm.farm.devices import AgentConfig, DeviceConfig
+from nn_farm.farm.devices import AgentConfig, DeviceConfig, check_device
 from nn_farm.farm.worker import DeviceWorker
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class DeviceSlot:
 
     def identity(self) -> dict:
         opts = self.config.options
-        threads = opts.get("threads", 0)
+        threads = opts.get("threads", opts.get("intra_op_threads", 0))
         return {**host_identity(),
                 "threads": int(threads) if str(threads).isdigit() else 0,
                 "delegate": str(opts.get("delegate") or opts.get("device") or ""),
@@ -213,6 +213,8 @@ class Agent:
             from nn_farm.farm.devices import default_devices
 
             config = config.replace(devices=default_devices())
+        for device in config.devices:
+            check_device(device)
         self.config = config
         self.cache = ModelCache(config.cache_dir, config.cache_max_bytes)
         self.slots = {d.id: DeviceSlot(d) for d in config.devices}
@@ -292,12 +294,7 @@ class Agent:
                     m = slot.worker.run(job, policy.timeout_s)
                 except errors.NNFarmError as exc:
                     slot.failures += 1
-                    if isinstance(exc, errors.FarmError):
-                        exc.device_id, exc.digest = slot.config.id, digest
-                        if isinstance(exc, errors.InvalidModel) and digest not in str(exc):
-                            raise errors.InvalidModel(f"model {digest} on {slot.config.id}: {exc}",
-                                                      device_id=slot.config.id, digest=digest) from exc
-                    raise
+                    raise _about(exc, model.path, slot.config.id, digest) from exc
                 slot.measurements += 1
         m.model_digest, m.device_id, m.device_class = digest, slot.config.id, slot.config.device_class
         # The worker knows what actually ran (threads, delegate, affinity); the host's id fills the rest.
@@ -316,6 +313,16 @@ class Agent:
         """Stop every worker process."""
         for slot in self.slots.values():
             slot.worker.stop()
+
+
+def _about(exc: errors.NNFarmError, path, device_id: str, digest: str) -> errors.NNFarmError:
+    """The worker's error, saying "model <digest>" where it said the cache path (clients never see paths)."""
+    if not isinstance(exc, errors.FarmError):
+        return exc
+    message = str(exc).replace(str(path), f"model {digest}")
+    if digest not in message:
+        message = f"model {digest}: {message}"
+    return type(exc)(f"{message} [device {device_id}]", device_id=device_id, digest=digest)
 
 
 def _inputs(specs) -> list | None:

@@ -191,13 +191,37 @@ def _device(raw: Any, index: int, where: str | None) -> DeviceConfig:
     if not all(isinstance(c, int) and c >= 0 for c in affinity):
         raise ConfigError(f"must be a list of core numbers, got {affinity!r}", path=where,
                           key=f"{name}.cpu_affinity")
-    return DeviceConfig(
+    device = DeviceConfig(
         id=d["id"],
         device_class=d.get("device_class") or d["id"].replace("/", "-"),
         runtime=d["runtime"],
         options=d.get("options", {}),
         cpu_affinity=tuple(affinity),
     )
+    try:
+        check_device(device)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), path=where, key=f"{name}.options") from exc
+    return device
+
+
+def check_device(device: DeviceConfig) -> None:
+    """Fail early on a runtime option the device's runtime does not know.
+
+    Raises:
+        ConfigError: naming the device and the option.
+    """
+    from nn_farm.errors import DeviceUnavailable
+    from nn_farm.farm.runtimes import get_runtime
+
+    try:
+        runtime = get_runtime(device.runtime)  # imports the runtime's module, not its library
+    except DeviceUnavailable as exc:
+        raise ConfigError(str(exc), key=f"{device.id}: runtime") from exc
+    try:
+        runtime.options(device.options)
+    except ConfigError as exc:
+        raise ConfigError(f"device {device.id}: {exc}") from exc
 
 
 def _read_token(token_file: str | None, where: str | None) -> str | None:
