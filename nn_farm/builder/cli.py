@@ -1,0 +1,94 @@
+"""The builder's commands: `create`, its register/unregister kinds, and its list flags.
+
+    nn-farm create --workspace DIR [--backend NAME] [--farm FARM_YAML] [--device-class C]
+    nn-farm register   --operator|--testcase|--kernel|--backend META_YAML
+    nn-farm unregister --operator|--testcase|--kernel|--backend NAME
+    nn-farm --list-operators | --list-testcases | --list-kernels | --list-backends
+
+``register`` and ``unregister`` are the predictor layer's commands; the builder adds
+its four kinds through ``nn_farm.predictor.cli.add_registry_kind``. Nothing heavy is
+imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "global_flags", "run_global"]
+
+_KINDS = ("operator", "testcase", "kernel", "backend")
+
+
+def global_flags(parser: argparse.ArgumentParser) -> None:
+    for kind in _KINDS:
+        parser.add_argument(f"--list-{kind}s", action="store_true",
+                            help=f"list builtin and customized {kind}s ('*' = customized) and exit")
+
+
+def run_global(args: argparse.Namespace) -> int | None:
+    wanted = [kind for kind in _KINDS if getattr(args, f"list_{kind}s", False)]
+    if not wanted:
+        return None
+    from nn_farm.builder import registry
+
+    print("\n\n".join(registry.format_listing(kind) for kind in wanted))
+    return 0
+
+
+def _on_register(kind):
+    def handler(meta_path: str, args) -> str:
+        from nn_farm.builder import registry
+
+        name = registry.register(kind, meta_path)
+        return f"registered {kind} {name!r} from {meta_path} in {registry.registry_path()}"
+
+    return handler
+
+
+def _on_unregister(kind):
+    def handler(name: str, args) -> str:
+        from nn_farm.builder import registry
+
+        registry.unregister(kind, name)
+        return f"unregistered {kind} {name!r}"
+
+    return handler
+
+
+def register(subparsers) -> None:
+    from nn_farm.builder.config import DEFAULT_BACKEND
+    from nn_farm.predictor.cli import add_registry_kind
+
+    c = subparsers.add_parser(
+        "create", help="create a builder workspace with default configs",
+        description="Write configs/ruletest_config.yaml, configs/predictorbuild_config.yaml "
+                    "and configs/backend_config.yaml under the workspace. Existing config "
+                    "files are kept unless --overwrite.")
+    c.add_argument("--workspace", required=True, metavar="DIR", help="workspace directory")
+    c.add_argument("--backend", default=DEFAULT_BACKEND, metavar="NAME",
+                   help=f"backend to measure on (default {DEFAULT_BACKEND}; see --list-backends)")
+    c.add_argument("--farm", metavar="FARM_YAML", help="farm.yaml for a remote backend")
+    c.add_argument("--device-class", metavar="CLASS",
+                   help="device class to measure on (default: the backend name)")
+    c.add_argument("--overwrite", action="store_true", help="replace existing config files")
+    c.set_defaults(func=_cmd_create)
+
+    for kind in _KINDS:
+        try:
+            add_registry_kind(f"--{kind}", metavar="META_YAML|NAME",
+                              help=f"a customized {kind}: its meta yaml (register) or name "
+                                   f"(unregister)",
+                              on_register=_on_register(kind), on_unregister=_on_unregister(kind))
+        except ValueError:
+            pass  # already added: build_parser() ran twice in this process
+
+
+def _cmd_create(args) -> int:
+    from nn_farm.builder.workspace import create_workspace
+
+    ws = create_workspace(args.workspace, backend=args.backend, farm=args.farm,
+                          device_class=args.device_class, overwrite=args.overwrite)
+    print(f"workspace {ws.root} for backend {args.backend}:")
+    for path in (ws.ruletest_config, ws.predbuild_config, ws.backend_config):
+        print(f"  {path}")
+    return 0

@@ -1,0 +1,419 @@
+"""Kernel config samplers: prior sampling from model zoos, fine-grained sampling around errors.
+
+nn-Meter's method (kernel_predictor_builder/data_sampler), tidied:
+
+    prior CSV column --histogram--> inverse CDF --uniform draws--> values
+                     --snap to valid values (ks in {1,3,5,7}, ...)--> columns
+    columns --zip into configs keyed by the kernel spec--> deduplicated configs
+
+    configs with large error --channels uniform in [0.4 C, 1.2 C], rest fixed--> new configs
+
+Where nn-Meter is sloppy this module is not: values are rounded rather than
+truncated (``int(x)`` never reaches a column's maximum), channel histograms are
+taken in log space so small channel counts keep their resolution, pooling kernel
+sizes and strides are drawn rather than copied row by row, every config is unique
+(nn-Meter returns duplicates and then measures them twice), fine-grained samples
+exclude the configs they surround, and every sampler takes a ``seed``.
+
+As in nn-Meter, part of the conv, dwconv and HW/CIN samples draw spatial size,
+kernel size and stride from a few frequent settings (:data:`FREQUENT_SETTINGS`),
+because those configs carry most of a real model's latency.
+
+Config keys come from :mod:`nn_farm.predictor.kernel_specs`; customized kernels
+(``nn-farm register --kernel``) use their registered sampler class.
+
+Example:
+    >>> configs = sample_kernel_configs("conv-bn-relu", 3, seed=0)
+    >>> sorted(configs[0])
+    ['CIN', 'COUT', 'HW', 'KERNEL_SIZE', 'STRIDES']
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from nn_farm.builder.priors import load_prior
+from nn_farm.errors import UnknownKernelError
+
+__all__ = [
+    "VALID_HWS",
+    "VALID_KERNEL_SIZES",
+    "VALID_STRIDES",
+    "VALID_POOL_KERNEL_SIZES",
+    "VALID_POOL_STRIDES",
+    "FREQUENT_SETTINGS",
+    "FINEGRAINED_RANGE",
+    "inverse_cdf_sample",
+    "snap",
+    "sample_kernel_configs",
+    "finegrained_configs",
+]
+
+# Valid values a sampled column is snapped to (nn-Meter's data_validation lists).
+VALID_HWS = {
+    "conv": (1, 3, 7, 8, 13, 14, 27, 28, 32, 56, 112, 224),
+    "dwconv": (1, 3, 7, 14, 28, 56, 112, 224),
+    "hw_cin": (1, 3, 7, 14, 28, 56, 112, 224),
+    "pool": (7, 14, 28, 56, 112, 224),
+    "concat": (7, 14, 28, 56),
+    "global-avgpool": (1, 3, 7, 14, 28),
+}
+VALID_KERNEL_SIZES = (1, 3, 5, 7)
+VALID_STRIDES = (1, 2)
+VALID_POOL_KERNEL_SIZES = (2, 3)
+VALID_POOL_STRIDES = (1, 2)
+VALID_CONCAT_INPUTS = (2, 3, 4)
+
+# family -> (share of configs drawn from frequent settings, {column: {value: weight}}).
+FREQUENT_SETTINGS = {
+    "conv": (0.3, {"HW": {112: 0.2, 56: 0.4, 28: 0.4}, "KERNEL_SIZE": {5: 0.4, 7: 0.6},
+                   "STRIDES": {2: 0.4, 1: 0.6}}),
+    "dwconv": (0.2, {"HW": {112: 0.4, 56: 0.4, 28: 0.2}, "KERNEL_SIZE": {5: 0.4, 7: 0.6},
+                     "STRIDES": {2: 0.5, 1: 0.5}}),
+    "hw_cin": (0.2, {"HW": {112: 0.4, 56: 0.4, 28: 0.2}}),
+}
+# Fine-grained channels: uniform in [low * C, high * C] (nn-Meter's paper and docs).
+FINEGRAINED_RANGE = (0.4, 1.2)
+# Kernels whose channels must be even (they split the channels in two).
+_EVEN_CHANNEL_KERNELS = ("split", "channelshuffle", "se")
+# fc: half the configs keep ImageNet's 1,000 classes, as in nn-Meter.
+_FC_FIXED_COUT, _FC_FIXED_SHARE = 1000, 0.5
+# Give up on reaching n unique configs after this many rounds of redraws.
+_MAX_ROUNDS = 50
+_CHANNEL_KEYS = ("CIN", "COUT", "CIN1", "CIN2", "CIN3", "CIN4")
+
+
+# ---------------------------------------------------------------- primitives
+
+
+def inverse_cdf_sample(values, n: int, rng: np.random.Generator, bins: int = 40,
+                       log: bool = False) -> np.ndarray:
+    """Draw ``n`` values from the histogram of ``values`` by inverting its CDF.
+
+    Args:
+        values: the prior column, shape ``(n_rows,)``.
+        n: how many draws.
+        rng: the random generator.
+        bins: histogram bins (nn-Meter uses 40).
+        log: build the histogram over ``log(values)`` (for channel counts, which
+            span 3..4096 and cluster at the small end); values must be positive.
+
+    Returns:
+        Float array of shape ``(n,)`` within ``[min(values), max(values)]``.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    if log:
+        data = np.log(data)
+    if data.min() == data.max():
+        draws = np.full(n, data[0])
+    else:
+        hist, edges = np.histogram(data, bins=bins)
+        cdf = np.concatenate([[0.0], np.cumsum(hist) / hist.sum()])
+        # Linear inverse of the piecewise-linear CDF: uniform within each bin.
+        draws = np.interp(rng.random(n), cdf, edges)
+    return np.exp(draws) if log else draws
+
+
+def snap(values, valid: Iterable[int]) -> np.ndarray:
+    """Each value replaced by the nearest valid value (ties go to the smaller one)."""
+    valid = np.asarray(sorted(valid))
+    values = np.asarray(values, dtype=np.float64)
+    return valid[np.abs(values[:, None] - valid[None, :]).argmin(axis=1)]
+
+
+def _channels(values, n, rng, even=False) -> np.ndarray:
+    """Channel counts from a prior column: log-histogram draws, rounded, clipped to range."""
+    values = np.asarray(values)
+    values = values[values > 0]
+    out = np.rint(inverse_cdf_sample(values, n, rng, log=True)).astype(np.int64)
+    out = np.clip(out, max(1, values.min()), values.max())
+    if even:
+        out = out + (out % 2)
+    return out
+
+
+def _with_frequent(column: np.ndarray, family: str, key: str, rng) -> np.ndarray:
+    """Replace a share of ``column`` by draws from the family's frequent settings."""
+    share, settings = FREQUENT_SETTINGS.get(family, (0.0, {}))
+    if key not in settings:
+        return column
+    choices = np.asarray(list(settings[key]))
+    weights = np.asarray(list(settings[key].values()), dtype=np.float64)
+    mask = rng.random(len(column)) < share
+    column = column.copy()
+    column[mask] = rng.choice(choices, size=int(mask.sum()), p=weights / weights.sum())
+    return column
+
+
+def _snapped(values, n, rng, valid) -> np.ndarray:
+    return snap(inverse_cdf_sample(values, n, rng), valid)
+
+
+# ---------------------------------------------------------------- prior samplers per family
+# Each takes (n, rng) and returns {config key: int array of shape (n,)}.
+
+
+def _conv_columns(n, rng):
+    p = load_prior("conv")
+    columns = {
+        "HW": _snapped(p["input_h"], n, rng, VALID_HWS["conv"]),
+        "CIN": _channels(p["cin"], n, rng),
+        "COUT": _channels(p["cout"], n, rng),
+        "KERNEL_SIZE": _snapped(p["ks"], n, rng, VALID_KERNEL_SIZES),
+        "STRIDES": _snapped(p["stride"], n, rng, VALID_STRIDES),
+    }
+    for key in ("HW", "KERNEL_SIZE", "STRIDES"):
+        columns[key] = _with_frequent(columns[key], "conv", key, rng)
+    return columns
+
+
+def _dwconv_columns(n, rng):
+    p = load_prior("dwconv")
+    columns = {
+        "HW": _snapped(p["input_h"], n, rng, VALID_HWS["dwconv"]),
+        "CIN": _channels(p["cin"], n, rng),
+        "KERNEL_SIZE": _snapped(p["ks"], n, rng, VALID_KERNEL_SIZES),
+        "STRIDES": _snapped(p["stride"], n, rng, VALID_STRIDES),
+    }
+    for key in ("HW", "KERNEL_SIZE", "STRIDES"):
+        columns[key] = _with_frequent(columns[key], "dwconv", key, rng)
+    columns["COUT"] = columns["CIN"]
+    return columns
+
+
+def _pool_columns(n, rng):
+    p = load_prior("pooling")
+    local = p["type"] != "global_avg"
+    columns = {
+        "HW": _snapped(p["input_h"][local], n, rng, VALID_HWS["pool"]),
+        "CIN": _channels(p["cin"][local], n, rng),
+        "KERNEL_SIZE": _snapped(p["ks"][local], n, rng, VALID_POOL_KERNEL_SIZES),
+        "POOL_STRIDES": _snapped(p["stride"][local], n, rng, VALID_POOL_STRIDES),
+    }
+    columns["STRIDES"] = columns["POOL_STRIDES"]
+    columns["COUT"] = columns["CIN"]
+    return columns
+
+
+def _fc_columns(n, rng):
+    p = load_prior("fc")
+    cout = _channels(p["cout"], n, rng)
+    cout[rng.random(n) < _FC_FIXED_SHARE] = _FC_FIXED_COUT
+    return {"CIN": _channels(p["cin"], n, rng), "COUT": cout}
+
+
+def _concat_columns(n, rng):
+    p = load_prior("concat")
+    inputs = np.concatenate([p[f"cin{i}"] for i in range(1, 5)])
+    ns = _snapped(np.clip(p["n"], 2, 4), n, rng, VALID_CONCAT_INPUTS)
+    columns = {"HW": _snapped(p["input_h"], n, rng, VALID_HWS["concat"]), "NS": ns}
+    for i in range(1, 5):
+        # Inputs beyond NS are absent: 0, as kernel_specs expects.
+        columns[f"CIN{i}"] = np.where(ns >= i, _channels(inputs, n, rng), 0)
+    return columns
+
+
+def _hw_cin_columns(n, rng, even=False):
+    # nn-Meter samples element-wise kernels from the conv zoo's inputs.
+    p = load_prior("conv")
+    hw = _with_frequent(_snapped(p["input_h"], n, rng, VALID_HWS["hw_cin"]), "hw_cin", "HW", rng)
+    return {"HW": hw, "CIN": _channels(p["cin"], n, rng, even=even)}
+
+
+def _se_columns(n, rng):
+    p = load_prior("se")
+    return {"HW": _snapped(p["input_h"], n, rng, VALID_HWS["hw_cin"]),
+            "CIN": _channels(p["cin"], n, rng, even=True)}
+
+
+def _global_avgpool_columns(n, rng):
+    p = load_prior("pooling")
+    gap = p["type"] == "global_avg"
+    # The real input sizes of global pooling (7 at 224 px), not nn-Meter's fixed 1.
+    return {"HW": _snapped(p["input_h"][gap], n, rng, VALID_HWS["global-avgpool"]),
+            "CIN": _channels(load_prior("conv")["cin"], n, rng)}
+
+
+_FAMILY_SAMPLERS: dict[str, Callable] = {
+    "conv": _conv_columns,
+    "dwconv": _dwconv_columns,
+    "pool": _pool_columns,
+    "fc": _fc_columns,
+    "concat": _concat_columns,
+    "add": _hw_cin_columns,
+    "hw_cin": _hw_cin_columns,
+}
+_TYPE_SAMPLERS: dict[str, Callable] = {
+    "se": _se_columns,
+    "split": lambda n, rng: _hw_cin_columns(n, rng, even=True),
+    "channelshuffle": lambda n, rng: _hw_cin_columns(n, rng, even=True),
+    "global-avgpool": _global_avgpool_columns,
+}
+
+
+# ---------------------------------------------------------------- public API
+
+
+def _spec(kernel_type: str):
+    from nn_farm.predictor.kernel_specs import KERNEL_SPECS
+
+    return KERNEL_SPECS.get(kernel_type)
+
+
+def _dedupe(configs: Iterable[Mapping], keys, seen: set, out: list, limit: int) -> None:
+    for config in configs:
+        if len(out) >= limit:
+            return
+        row = tuple(int(config[k]) for k in keys)
+        if row not in seen:
+            seen.add(row)
+            out.append(dict(zip(keys, row)))
+
+
+def sample_kernel_configs(kernel_type: str, n: int, seed: int | None = None) -> list[dict]:
+    """Sample up to ``n`` unique configs of one kernel type from the model-zoo priors.
+
+    Fewer than ``n`` come back only when the kernel's config space is smaller
+    (e.g. a customized sampler that cannot produce more).
+
+    Args:
+        kernel_type: a kernel type of :mod:`nn_farm.predictor.kernel_specs`, or a
+            registered customized kernel.
+        n: how many configs.
+        seed: random seed; the same seed gives the same configs.
+
+    Returns:
+        Configs keyed by the kernel spec's ``config_keys``, ints, no two equal.
+
+    Raises:
+        UnknownKernelError: neither a builtin nor a registered kernel type.
+        ValueError: ``n`` is negative.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = np.random.default_rng(seed)
+    spec = _spec(kernel_type)
+    if spec is None:
+        return _custom_prior(kernel_type, n, rng)
+    sampler = _TYPE_SAMPLERS.get(kernel_type) or _FAMILY_SAMPLERS[spec.family]
+    keys = spec.config_keys
+    seen: set = set()
+    out: list[dict] = []
+    for _ in range(_MAX_ROUNDS):
+        if len(out) >= n:
+            break
+        # Draw a little more than missing, so duplicates rarely cost a whole round.
+        want = max(16, int(1.5 * (n - len(out))))
+        columns = sampler(want, rng)
+        rows = np.column_stack([columns[k] for k in keys])
+        _dedupe((dict(zip(keys, row)) for row in rows), keys, seen, out, n)
+    return out
+
+
+def finegrained_configs(kernel_type: str, around_configs: Iterable[Mapping], n: int,
+                        seed: int | None = None) -> list[dict]:
+    """Configs near each given one: channels redrawn, everything else kept.
+
+    For each config in ``around_configs`` (typically those predicted worse than
+    ERROR_THRESHOLD), up to ``n`` new configs draw every channel key (CIN, COUT,
+    CIN1..CIN4 that are non-zero) uniformly from
+    ``[ceil(0.4 C), floor(1.2 C)]`` independently, keeping HW, kernel size and
+    strides. Results are unique, and exclude the given configs themselves.
+
+    Args:
+        kernel_type: as for :func:`sample_kernel_configs`.
+        around_configs: configs keyed by the kernel's config keys.
+        n: new configs per given config (FINEGRAINED_SAMPLE_NUM).
+        seed: random seed.
+
+    Returns:
+        The new configs, grouped by the config they surround.
+
+    Raises:
+        UnknownKernelError: unknown kernel type.
+        ValueError: a config lacks a key of the kernel, or ``n`` is negative.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    around = [dict(c) for c in around_configs]
+    rng = np.random.default_rng(seed)
+    spec = _spec(kernel_type)
+    if spec is None:
+        return _custom_finegrained(kernel_type, around, n, rng)
+    keys = spec.config_keys
+    even = kernel_type in _EVEN_CHANNEL_KERNELS
+    seen: set = set()
+    for config in around:
+        missing = [k for k in keys if k not in config]
+        if missing:
+            raise ValueError(f"{kernel_type}: config {config} lacks {', '.join(missing)}")
+        seen.add(tuple(int(config[k]) for k in keys))
+    low, high = FINEGRAINED_RANGE
+    out: list[dict] = []
+    for config in around:
+        channel_keys = [k for k in keys if k in _CHANNEL_KEYS and int(config[k]) > 0]
+        ranges = {}
+        for key in channel_keys:
+            c = int(config[key])
+            lo, hi = max(1, int(np.ceil(low * c))), max(1, int(np.floor(high * c)))
+            ranges[key] = (lo, hi)
+        # Size of the neighbourhood: stop early where it holds fewer than n configs.
+        space = int(np.prod([hi - lo + 1 for lo, hi in ranges.values()])) if ranges else 1
+        target = len(out) + min(n, space)
+        for _ in range(_MAX_ROUNDS):
+            if len(out) >= target:
+                break
+            want = max(8, 2 * (target - len(out)))
+            draws = {k: rng.integers(lo, hi + 1, size=want) for k, (lo, hi) in ranges.items()}
+            if even:
+                draws = {k: v + (v % 2) for k, v in draws.items()}
+            candidates = ({**config, **{k: int(v[i]) for k, v in draws.items()}}
+                          for i in range(want))
+            _dedupe(candidates, keys, seen, out, target)
+    return out
+
+
+# ---------------------------------------------------------------- customized kernels
+
+
+def _custom_sampler(kernel_type: str):
+    from nn_farm.builder import registry
+
+    if registry.get_meta("kernel", kernel_type) is None:
+        raise UnknownKernelError(
+            f"no kernel type {kernel_type!r}: neither in the kernel specs nor registered "
+            f"(nn-farm register --kernel meta.yaml)")
+    return registry.load_class("kernel", kernel_type, "sampler")()
+
+
+def _unique_dicts(configs: Iterable[Mapping], exclude=()) -> list[dict]:
+    seen = {tuple(sorted(dict(c).items())) for c in exclude}
+    out = []
+    for config in configs:
+        key = tuple(sorted(dict(config).items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(dict(config))
+    return out
+
+
+def _custom_prior(kernel_type, n, rng):
+    sampler = _custom_sampler(kernel_type)
+    # A customized sampler uses its own randomness; seed the global generators it
+    # most likely uses so a seed still reproduces.
+    import random
+
+    random.seed(int(rng.integers(2**31)))
+    np.random.seed(int(rng.integers(2**31)))
+    return _unique_dicts(sampler.prior_config_sampling(n))[:n]
+
+
+def _custom_finegrained(kernel_type, around, n, rng):
+    sampler = _custom_sampler(kernel_type)
+    import random
+
+    random.seed(int(rng.integers(2**31)))
+    np.random.seed(int(rng.integers(2**31)))
+    return _unique_dicts(sampler.finegrained_config_sampling(around, n), exclude=around)
