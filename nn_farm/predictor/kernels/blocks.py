@@ -1,0 +1,164 @@
+"""Multi-op blocks (hswish, hsigmoid, swish, se, channelshuffle, global pooling) found
+by subgraph matching, then contracted to one node each.
+
+A pattern is a tiny DAG over canonical ops, written in topological order. Each
+entry is ``(id, allowed_ops, inputs)``; the input ``"x"`` is the one tensor that
+enters the block from outside (a block may read it more than once: hswish is
+``x * relu6(x + 3) / 6``). Constants are not graph nodes, so ``x + 3`` is an
+``add`` with the single input ``x``. A match must be closed: only the last op's
+output may leave the block, so a tensor that something else also reads is never
+swallowed.
+
+Both spellings of every block are covered: a single ONNX op (``HardSwish``,
+``HardSigmoid``, ``GlobalAveragePool``) is already its canonical op, and the
+decomposed TF / Keras / old-ONNX forms are the patterns below.
+"""
+
+from __future__ import annotations
+
+Pattern = list[tuple[str, frozenset, tuple]]
+
+
+def _p(*entries) -> Pattern:
+    return [(pid, frozenset(ops.split("|")), tuple(ins)) for pid, ops, ins in entries]
+
+
+#: (block op, pattern), tried in this order: bigger blocks first, and blocks that
+#: others are built of (hsigmoid, swish) before those others (se).
+PATTERNS: list[tuple[str, Pattern]] = [
+    # shufflenet's channel shuffle: view(b, g, c/g, h, w) -> transpose -> view(b, c, h, w)
+    ("channelshuffle", _p(("r1", "reshape", "x"), ("t", "transpose", ("r1",)), ("r2", "reshape", ("t",)))),
+    # x * relu6(x + 3) / 6, both orders of the last two ops
+    ("hswish", _p(("a", "add", "x"), ("r", "relu6", ("a",)), ("d", "div|mul", ("r",)), ("m", "mul", ("x", "d")))),
+    ("hswish", _p(("a", "add", "x"), ("r", "relu6", ("a",)), ("m", "mul", ("x", "r")), ("d", "div|mul", ("m",)))),
+    # hard sigmoid: relu6(x + 3) / 6
+    ("hsigmoid", _p(("a", "add", "x"), ("r", "relu6", ("a",)), ("d", "div|mul", ("r",)))),
+    # swish / SiLU: x * sigmoid(x)
+    ("swish", _p(("s", "sigmoid", "x"), ("m", "mul", ("x", "s")))),
+    # nn-Meter's ONNX global pooling: ReduceMean over W, then over H
+    ("gap", _p(("m1", "mean", "x"), ("m2", "mean", ("m1",)))),
+    # squeeze-and-excitation: x * gate(fc(act(fc(gap(x)))))
+    ("se", _p(("g", "gap", "x"), ("c1", "conv|fc", ("g",)), ("a", "relu|relu6|swish", ("c1",)),
+              ("c2", "conv|fc", ("a",)), ("h", "hsigmoid|sigmoid", ("c2",)), ("m", "mul", ("x", "h")))),
+]
+
+
+class WorkGraph:
+    """The graph kernel detection edits: canonical ops, edges, and which IR nodes
+    each (possibly contracted) node stands for. The IR graph itself is not copied
+    or touched."""
+
+    __slots__ = ("op", "ins", "outs", "members", "order")
+
+    def __init__(self, ir, canonical_op):
+        nodes = ir.nodes
+        self.order = ir.topological_order()
+        self.op = {n: canonical_op(nodes[n]) for n in self.order}
+        self.ins = {n: list(nodes[n]["inbounds"]) for n in self.order}
+        self.outs = {n: list(nodes[n]["outbounds"]) for n in self.order}
+        self.members = {n: [n] for n in self.order}
+
+    def bypass(self, name: str) -> None:
+        """Remove a node that does no work, wiring its inputs straight to its outputs."""
+        ins, outs = self.ins.pop(name), self.outs.pop(name)
+        for s in ins:
+            lst = self.outs[s]
+            i = lst.index(name)
+            lst[i:i + 1] = [o for o in outs if o not in lst]
+        for o in outs:
+            lst = self.ins[o]
+            i = lst.index(name)
+            lst[i:i + 1] = [s for s in ins if s not in lst]
+        del self.op[name], self.members[name]
+
+    def contract(self, matched: list[str], op: str) -> str:
+        """Replace ``matched`` (pattern order; last is the block output) by one node
+        named after the first. Returns that name."""
+        head, tail = matched[0], matched[-1]
+        inside = set(matched)
+        ext_in = []
+        for n in matched:
+            for s in self.ins[n]:
+                if s not in inside and s not in ext_in:
+                    ext_in.append(s)
+        outs = self.outs[tail]
+        members = [m for n in matched for m in self.members[n]]
+        for n in matched[1:]:
+            del self.op[n], self.ins[n], self.outs[n], self.members[n]
+        self.op[head], self.ins[head], self.outs[head], self.members[head] = op, ext_in, outs, members
+        for s in ext_in:
+            self.outs[s] = _dedup([head if o in inside else o for o in self.outs[s]])
+        for o in outs:
+            self.ins[o] = _dedup([head if s == tail else s for s in self.ins[o]])
+        return head
+
+    def live_order(self) -> list[str]:
+        """Topological order of the nodes still present (heads keep their first member's place)."""
+        return [n for n in self.order if n in self.op]
+
+
+def _dedup(xs: list) -> list:
+    seen = set()
+    return [x for x in xs if not (x in seen or seen.add(x))]
+
+
+def _match(g: WorkGraph, anchor: str, pattern: Pattern) -> list[str] | None:
+    ins = g.ins[anchor]
+    if len(ins) != 1:
+        return None
+    x = ins[0]
+    bound = {pattern[0][0]: anchor}
+    used = {anchor}
+
+    def extend(k: int) -> bool:
+        if k == len(pattern):
+            return _closed(g, bound, pattern)
+        pid, ops, pins = pattern[k]
+        want = {x if p == "x" else bound[p] for p in pins}
+        first = pins[0]
+        for cand in g.outs[x if first == "x" else bound[first]]:
+            if cand in used or g.op[cand] not in ops or set(g.ins[cand]) != want:
+                continue
+            bound[pid] = cand
+            used.add(cand)
+            if extend(k + 1):
+                return True
+            del bound[pid]
+            used.discard(cand)
+        return False
+
+    if extend(1):
+        return [bound[pid] for pid, _, _ in pattern]
+    return None
+
+
+def _closed(g: WorkGraph, bound: dict, pattern: Pattern) -> bool:
+    inside = set(bound.values())
+    for pid, _, _ in pattern[:-1]:
+        if any(o not in inside for o in g.outs[bound[pid]]):
+            return False
+    return True
+
+
+def fuse_blocks(g: WorkGraph, no_kernel: frozenset) -> None:
+    """Find and contract every multi-op block; drop ops that do no work.
+
+    Channel shuffles are matched first because they are made of reshapes; then
+    reshapes and identities are bypassed, so the other patterns see through a
+    Flatten between a pooling and an fc.
+    """
+    _apply(g, PATTERNS[:1])
+    for n in g.live_order():
+        if g.op[n] in no_kernel:
+            g.bypass(n)
+    _apply(g, PATTERNS[1:])
+
+
+def _apply(g: WorkGraph, patterns) -> None:
+    for op, pattern in patterns:
+        first_ops = pattern[0][1]
+        for n in g.live_order():
+            if n in g.op and g.op[n] in first_ops:
+                matched = _match(g, n, pattern)
+                if matched:
+                    g.contract(matched, op)
