@@ -1,0 +1,161 @@
+"""LatencyPredictor on kernel-unit lists: sums, batching, unknown kernels, fast regressors."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+from sklearn.linear_model import LinearRegression
+from sklearn.tree import DecisionTreeRegressor
+
+from nn_farm.errors import UnknownKernelError
+from nn_farm.predictor import kernel_specs as ks
+from nn_farm.predictor.fast_regressor import compile_regressor
+from nn_farm.predictor.latency_predictor import LatencyPredictor, UnknownKernelWarning
+from nn_farm.predictor.package import PredictorPackage, load_package
+
+FIXTURE = Path(__file__).resolve().parents[1] / "nn_farm/predictor/fixtures/synthetic_fixture_cpu"
+
+
+def mobilenet_like_units(rng, resolution=224):
+    """Kernel units of a random MobileNetV2-style net, as a kernel detector reports them."""
+    units, hw, c = [], resolution // 2, 32
+    units.append({"op": "conv-bn-relu6", "name": "stem", "inputh": resolution, "cin": 3,
+                  "cout": c, "ks": [3, 3], "strides": [2, 2],
+                  "input_tensors": [[1, resolution, resolution, 3]]})
+    for stage, (cout, stride) in enumerate([(16, 1), (24, 2), (32, 2), (64, 2), (96, 1),
+                                            (160, 2), (320, 1)]):
+        for block in range(int(rng.integers(1, 4))):
+            s = stride if block == 0 else 1
+            expand = int(rng.choice([3, 6])) * c
+            k = int(rng.choice([3, 5, 7]))
+            name = f"s{stage}b{block}"
+            units.append({"op": "conv-bn-relu6", "name": name + "/expand", "inputh": hw,
+                          "cin": c, "cout": expand, "ks": [1, 1], "strides": [1, 1],
+                          "input_tensors": [[1, hw, hw, c]]})
+            units.append({"op": "dwconv-bn-relu6", "name": name + "/dw", "inputh": hw,
+                          "cin": expand, "cout": expand, "ks": [k, k], "strides": [s, s],
+                          "input_tensors": [[1, hw, hw, expand]]})
+            hw = -(-hw // s)
+            units.append({"op": "conv-bn", "name": name + "/project", "inputh": hw,
+                          "cin": expand, "cout": cout, "ks": [1, 1], "strides": [1, 1],
+                          "input_tensors": [[1, hw, hw, expand]]})
+            if s == 1 and c == cout:
+                units.append({"op": "add", "name": name + "/add",
+                              "input_tensors": [[1, hw, hw, cout], [1, hw, hw, cout]]})
+            c = cout
+    units.append({"op": "conv-bn-relu6", "name": "head", "inputh": hw, "cin": c, "cout": 1280,
+                  "ks": [1, 1], "strides": [1, 1], "input_tensors": [[1, hw, hw, c]]})
+    units.append({"op": "global-avgpool", "name": "gap", "inputh": hw, "cin": 1280,
+                  "input_tensors": [[1, hw, hw, 1280]]})
+    units.append({"op": "fc", "name": "fc", "cin": 1280, "cout": 1000,
+                  "input_tensors": [[1, 1280]]})
+    return units
+
+
+@pytest.fixture(scope="module")
+def fixture_predictor():
+    return LatencyPredictor(load_package(FIXTURE))
+
+
+@pytest.fixture(scope="module")
+def nets():
+    rng = np.random.default_rng(7)
+    return [mobilenet_like_units(rng, int(rng.choice([160, 192, 224]))) for _ in range(40)]
+
+
+def test_predict_is_the_sum_of_the_detail(fixture_predictor, nets):
+    detail = fixture_predictor.predict_detail(nets[0], "kernels")
+    assert detail["n_unknown"] == 0 and detail["unknown_kernels"] == []
+    assert len(detail["kernels"]) == len(nets[0]) == detail["n_kernels"]
+    assert detail["latency_ms"] == pytest.approx(sum(k["ms"] for k in detail["kernels"]))
+    assert detail["latency_ms"] == pytest.approx(fixture_predictor.predict(nets[0], "kernels"))
+    first = detail["kernels"][0]
+    assert first["kernel"] == "stem" and first["type"] == "conv-bn-relu6"
+    assert first["config"] == dict(HW=224, CIN=3, COUT=32, KERNEL_SIZE=3, STRIDES=2)
+    # each kernel is priced by its own regressor on nn-Meter features
+    X = ks.features("conv-bn-relu6", [first["config"]])
+    assert first["ms"] == pytest.approx(
+        fixture_predictor.package.models["conv-bn-relu6"].predict(X)[0])
+
+
+def test_predict_many_equals_a_loop_of_predict(fixture_predictor, nets):
+    batched = fixture_predictor.predict_many(nets, "kernels")
+    looped = [fixture_predictor.predict(n, "kernels") for n in nets]
+    assert batched == pytest.approx(looped, rel=1e-12)
+    assert len(set(batched)) > 30  # the nets differ, and so do their latencies
+
+
+class CountingRegressor:
+    """Counts predict calls; latency = 1 ms per kernel plus FLOPs when there are any."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, X):
+        self.calls += 1
+        return 1.0 + np.asarray(X)[:, 0] * 0
+
+
+def test_predict_many_calls_each_regressor_once_per_batch(nets):
+    models = {k: CountingRegressor() for k in ks.KERNEL_TYPES}
+    predictor = LatencyPredictor(PredictorPackage(Path("."), {"name": "count", "version": "0"},
+                                                  models, {}))
+    totals = predictor.predict_many(nets, "kernels")
+    assert totals == [float(len(n)) for n in nets]  # 1 ms per kernel, none lost
+    used = {k: m.calls for k, m in models.items() if m.calls}
+    assert set(used) == {"conv-bn-relu6", "dwconv-bn-relu6", "conv-bn", "add",
+                         "global-avgpool", "fc"}
+    assert all(calls == 1 for calls in used.values())
+
+
+def test_unknown_kernels_are_counted_listed_and_warned(fixture_predictor, nets):
+    units = nets[0] + [{"op": "sigmoid", "name": "act", "input_tensors": [[1, 7, 7, 8]]},
+                       {"op": "sigmoid", "name": "act2", "input_tensors": [[1, 7, 7, 8]]}]
+    with pytest.warns(UnknownKernelWarning, match="2 kernel.*sigmoid x2"):
+        detail = fixture_predictor.predict_detail(units, "kernels")
+    assert detail["n_unknown"] == 2
+    assert [u["kernel"] for u in detail["unknown_kernels"]] == ["act", "act2"]
+    assert "sigmoid" in detail["unknown_kernels"][0]["reason"]
+    with pytest.warns(UnknownKernelWarning):
+        total = fixture_predictor.predict(units, "kernels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert total == pytest.approx(fixture_predictor.predict(nets[0], "kernels"))
+    strict = LatencyPredictor(fixture_predictor.package, on_unknown="raise")
+    with pytest.raises(UnknownKernelError, match="sigmoid"):
+        strict.predict_many([nets[1], units], "kernels")
+
+
+def test_kernel_without_a_model_is_unknown_but_conv_family_falls_back(nets):
+    models = {"conv-bn-relu": CountingRegressor(), "dwconv-bn-relu": CountingRegressor()}
+    predictor = LatencyPredictor(PredictorPackage(Path("."), {"name": "two", "version": "0"},
+                                                  models, {}))
+    with pytest.warns(UnknownKernelWarning, match="cannot price"):
+        detail = predictor.predict_detail(nets[0], "kernels")
+    priced = {(k["type"], k["model"]) for k in detail["kernels"]}
+    assert priced == {("conv-bn-relu6", "conv-bn-relu"), ("conv-bn", "conv-bn-relu"),
+                      ("dwconv-bn-relu6", "dwconv-bn-relu")}
+    assert {u["op"] for u in detail["unknown_kernels"]} >= {"global-avgpool", "fc"}
+    assert detail["latency_ms"] == len(detail["kernels"])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RandomForestRegressor(n_estimators=5, max_depth=6, random_state=0),
+    lambda: ExtraTreesRegressor(n_estimators=3, random_state=0),
+    lambda: DecisionTreeRegressor(max_depth=5, random_state=0),
+    lambda: LinearRegression(),
+])
+def test_compiled_regressors_equal_predict(make):
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0, 300, (200, 7))
+    y = X[:, 0] * 0.1 + np.sqrt(X[:, 5])
+    model = make().fit(X, y)
+    Xq = rng.uniform(0, 300, (57, 7))
+    np.testing.assert_array_equal(compile_regressor(model)(Xq), model.predict(Xq))
+
+
+def test_bad_on_unknown_value_fails_early(fixture_predictor):
+    with pytest.raises(ValueError, match="on_unknown"):
+        LatencyPredictor(fixture_predictor.package, on_unknown="skip")
