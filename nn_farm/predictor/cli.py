@@ -286,7 +286,10 @@ def _cmd_predict(args) -> int:
         print(json.dumps(results if len(results) != 1 else results[0], indent=2))
     else:
         _print_results(results, predictor, args.detail)
-    return 1 if any("error" in r for r in results) else 0
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"nn-farm: error: {r['model']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _print_results(results: list[dict], predictor, detail: bool) -> None:
