@@ -8,6 +8,7 @@ fails is a line saying so, not an abort.
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ class DemoLine:
 
     def format(self) -> str:
         m = self.measurement
+        version = self.version.split("-")[0] or "-"  # OpenVINO appends its build id
         if m is None:
-            return f"{self.runtime:<12} {self.version or '-':<10} {self.error}"
-        return (f"{self.runtime:<12} {self.version:<10} {m.mean_ms:8.3f} +- {m.std_ms:6.3f} ms  "
+            return f"{self.runtime:<12} {version:<10} {self.error}"
+        return (f"{self.runtime:<12} {version:<10} {m.mean_ms:8.3f} +- {m.std_ms:6.3f} ms  "
                 f"median {m.median_ms:8.3f} ms  {m.kept_runs:>3}/{m.runs:<3} kept  speed {m.speed_state}")
 
 
@@ -57,6 +59,7 @@ def run_demo(*, out: TextIO = sys.stdout, policy=None, progress: bool = True) ->
     from nn_farm.farm.runtimes import bundled_model
 
     policy = policy or MeasurePolicy.from_dict(DEMO_POLICY)
+    logging.getLogger("nn_farm.farm.agent").setLevel(logging.WARNING)  # keep the table readable
     lines: list[DemoLine] = []
     with tempfile.TemporaryDirectory(prefix="nn-farm-demo-") as cache_dir:
         config = AgentConfig(host="127.0.0.1", port=0, cache_dir=cache_dir, devices=default_devices())
