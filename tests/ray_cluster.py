@@ -1,6 +1,6 @@
 """Shared helpers for tests on a real local Ray cluster with real agents.
 
-    from tests.ray_cluster import local_cluster, onnx_agent, tiny_onnx_models
+    from ray_cluster import local_cluster, onnx_agent, tiny_onnx_models  # tests/ is on sys.path under pytest
 
 - :func:`local_cluster`: a ``ray.cluster_utils.Cluster`` (head + worker nodes,
   each worker declaring its own custom resource), with a private RAY_TMPDIR,

@@ -406,6 +406,11 @@ class _Run:
                 digest = self.store.digest_for_name(job.name, self.device_class, self.phash)
                 if digest and self._skip_if_done(index, digest, out):
                     continue
+                failed = self.store.final_failure_of(job.name, self.device_class, self.phash)
+                if not digest and failed:
+                    out.append((index, JobResult(job.name, self.device_class, "", error_kind=ErrorKind(failed[0]),
+                                                 error=failed[1], skipped=True, group=job.group)))
+                    continue
                 meta, data = _generate_task().remote(job.generate)
                 st.data_ref = data
                 self.generating[meta] = index
@@ -446,6 +451,11 @@ class _Run:
             (digest, fmt) = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            try:  # read the twin error too, or Ray logs it as unhandled
+                ray.get(st.data_ref)
+            except ray.exceptions.RayError:
+                pass
+            st.data_ref = None
             out.append((index, self._final(index, ErrorKind.GENERATION_ERROR,
                                            f"generator of {st.job.name} raised {type(cause).__name__}: {cause}")))
             return

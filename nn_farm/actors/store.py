@@ -199,6 +199,17 @@ class ResultStore:
             return row[0], row[1]
         return None
 
+    def final_failure_of(self, job_name: str, device_class: str, policy_hash: str) -> tuple[int, str] | None:
+        """Like :meth:`finally_failed`, by job name (a generator job that never made a model)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT error_kind, message FROM failures WHERE job_name=? AND device_class=?"
+                " AND policy_hash=? AND final=1 ORDER BY id DESC LIMIT 1",
+                (job_name, device_class, policy_hash)).fetchone()
+        if row and ErrorKind(row[0]).is_model_error:
+            return row[0], row[1]
+        return None
+
     def digest_for_name(self, job_name: str, device_class: str, policy_hash: str) -> str | None:
         with self._lock:
             row = self._db.execute(
