@@ -40,6 +40,11 @@ PATTERNS: list[tuple[str, Pattern]] = [
     # squeeze-and-excitation: x * gate(fc(act(fc(gap(x)))))
     ("se", _p(("g", "gap", "x"), ("c1", "conv|fc", ("g",)), ("a", "relu|relu6|swish", ("c1",)),
               ("c2", "conv|fc", ("a",)), ("h", "hsigmoid|sigmoid", ("c2",)), ("m", "mul", ("x", "h")))),
+    # the same where the TFLite converter folded hard-sigmoid's "+ 3" into the second
+    # conv's bias and its relu6 into the conv: gate = relu6(conv(.)) / 6
+    ("se", _p(("g", "gap", "x"), ("c1", "conv|fc", ("g",)), ("a", "relu|relu6|swish", ("c1",)),
+              ("c2", "conv|fc", ("a",)), ("r", "relu6", ("c2",)), ("d", "div|mul", ("r",)),
+              ("m", "mul", ("x", "d")))),
 ]
 
 

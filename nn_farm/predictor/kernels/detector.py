@@ -106,6 +106,10 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], owner: dict[
             # x + const: nn-Meter's feature code reads two input tensors
             inputs = [inputs[0], inputs[0]]
         outputs = tail["output_shape"]
+        if op == "global-avgpool" and len(inputs[0]) == 4 and len(outputs[0]) == 2:
+            # [n, c] (keepdims=False, or a Flatten absorbed) is the same kernel as
+            # [n, 1, 1, c]: report one form so every converter's model agrees
+            outputs = [[outputs[0][0], 1, 1, outputs[0][1]]]
         kernel = {"op": op, "name": f"{';'.join(members)}#{op}#{index}",
                   "input_tensors": inputs, "output_tensors": outputs}
         main = nodes[block[0]]["attr"]["attr"]
