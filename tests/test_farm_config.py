@@ -1,0 +1,85 @@
+"""farm.yaml: parsed into records; every mistake names the file and the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from nn_farm.actors.config import AgentEntry, FarmConfig, load_farm_config
+from nn_farm.errors import ConfigError
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "farm.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_full_config_is_read_with_files_relative_to_it(tmp_path):
+    (tmp_path / "token").write_text("s3cret\n")
+    (tmp_path / "ca.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    path = _write(tmp_path, """
+store: out/results.db
+agents:
+  - address: 10.0.0.2:50051
+    token_file: token
+    root_cert: ca.pem
+    node_resource: nnfarm_host_a
+    devices: [host-cpu/onnxruntime]
+  - address: phone-rack:50052
+    token: inline-token
+device_classes: [host-cpu-onnxruntime]
+calibration: {every_jobs: 100, drift_threshold: 0.2}
+""")
+    config = load_farm_config(path)
+    a, b = config.agents
+    assert a == AgentEntry("10.0.0.2:50051", token="s3cret", root_cert=b"-----BEGIN CERTIFICATE-----\n",
+                           node_resource="nnfarm_host_a", devices=("host-cpu/onnxruntime",))
+    assert b.token == "inline-token" and b.node_resource == "nnfarm_agent_phone-rack"
+    assert config.store == str(tmp_path / "out" / "results.db")
+    assert config.device_classes == ("host-cpu-onnxruntime",)
+    assert config.calibration.every_jobs == 100 and config.calibration.drift_threshold == 0.2
+
+
+def test_token_comes_from_the_environment_when_not_in_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("NN_FARM_TOKEN", "from-env")
+    config = load_farm_config(_write(tmp_path, "agents: [{address: '127.0.0.1:1234'}]\n"))
+    assert config.agents[0].token == "from-env"
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("agents: [{address: 'h:1', tokn: x}]\n", "agents[0].tokn", "unknown key"),
+    ("agents: [{address: 'nohost'}]\n", "agents[0].address", "host:port"),
+    ("agents: [{address: 'h:99999'}]\n", "agents[0].address", "host:port"),
+    ("agents: [{token: x}]\n", "agents[0].address", "required"),
+    ("agents: []\n", "agents", "at least one agent"),
+    ("agents: [{address: 'h:1', token_file: missing.txt}]\n", "agents[0].token_file", "cannot read"),
+    ("agents: [{address: 'h:1', token: a, token_file: b}]\n", "agents[0].token", "not both"),
+    ("agents: [{address: 'h:1'}]\ncalibration: {every_jobs: 0}\n", "calibration.every_jobs", "positive"),
+    ("agents: [{address: 'h:1'}]\ncalibration: {every_jobs: true}\n", "calibration.every_jobs", "must be int"),
+    ("agents: [{address: 'h:1'}, {address: 'h:1'}]\n", "agents", "duplicate"),
+    ("agents: [{address: 'h:1'}]\nstorage: x.db\n", "storage", "unknown key"),
+])
+def test_mistakes_name_the_file_and_the_key(tmp_path, text, key, words):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_farm_config(path)
+    message = str(info.value)
+    assert str(path) in message and key in message and words in message
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    path = _write(tmp_path, "agents: [{address: 'h:1'\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_farm_config(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_farm_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_farm_config(_write(tmp_path, "- just a list\n"))
+
+
+def test_records_are_frozen_and_checked_directly():
+    config = FarmConfig(agents=(AgentEntry("127.0.0.1:50051"),))
+    with pytest.raises(Exception):
+        config.store = "x"  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="host:port"):
+        AgentEntry("127.0.0.1")
