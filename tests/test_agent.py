@@ -25,7 +25,7 @@ from nn_farm.farm.policy import MeasurePolicy
 from nn_farm.farm.runtimes import RUNTIME_NAMES
 from nn_farm.farm.tensors import TensorSpec
 
-QUICK = MeasurePolicy.from_dict({"warmup_runs": 2, "warmup_s": 0.0, "runs_exact": 20,
+QUICK = MeasurePolicy.from_dict({"warmup_runs": 2, "warmup_s": 1e-6, "runs_exact": 20,
                                  "speed_gate": {"mode": "off"}, "timeout_s": 120})
 
 
