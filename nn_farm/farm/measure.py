@@ -10,14 +10,18 @@ One measurement, with speed gating on (the default):
     3. sample: time one run, then one probe, until ``min_runs`` and ``min_s``
        are both reached, or ``max_runs`` or ``max_s`` is (``runs_exact``: exactly
        that many). A run counts as fast when both probes around it read within
-       ``tolerance`` of the probe's best;
+       ``tolerance`` of the probe's best and, for a model computed on this CPU,
+       the process was on the CPU for all but ``tolerance`` of the run (its CPU
+       time is at least ``(1 - tolerance)`` of its wall time): the probe is too
+       short to see another process taking the core in the middle of a run;
     4. if fewer than ``min_fast`` runs so far are fast, wait for calm again and
        do another attempt (2-3), up to ``max_attempts``; runs accumulate.
 
 Statistics are over the kept runs (all runs when gating is off). A measurement
 still short of ``min_fast`` fast runs after every attempt is reported with
-speed_state "slow", its statistics over the fast runs it has (or, with none,
-over its last attempt). Raw samples, probes and the kept mask are all kept.
+speed_state "slow", and keeps the ``min_fast`` runs taken closest to the fast
+state (uninterrupted runs first, then by lowest probe). Raw samples, probes and
+the kept mask are all kept.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def measure_session(session: Session, policy: MeasurePolicy | None = None,
     started_wall, started = time.time(), time.monotonic()
     samples: list[float] = []
     probes: list[float] = []
-    attempt_starts: list[int] = []
+    on_cpu: list[bool] = []
     calm_wait_s = 0.0
     attempts = 0
     while True:
@@ -71,11 +75,10 @@ def measure_session(session: Session, policy: MeasurePolicy | None = None,
         if probe is not None:
             calm_wait_s += probe.wait_for_calm(gate)
         _warm_up(session, policy)
-        attempt_starts.append(len(samples))
-        _sample(session, policy, probe, samples, probes)
+        _sample(session, policy, probe, samples, probes, on_cpu)
         if probe is None or attempts >= gate.max_attempts:
             break
-        if _fast_mask(probes, probe, gate.tolerance).count(True) >= gate.min_fast:
+        if _fast_mask(probes, on_cpu, probe, gate.tolerance).count(True) >= gate.min_fast:
             break
         # Only retry if another attempt like this one still fits in the timeout.
         spent, last = time.monotonic() - started, time.monotonic() - attempt_began
@@ -88,15 +91,13 @@ def measure_session(session: Session, policy: MeasurePolicy | None = None,
         m.kept = [True] * len(samples)
         m.speed_state = "ungated"
     else:
-        fast = _fast_mask(probes, probe, gate.tolerance)
+        fast = _fast_mask(probes, on_cpu, probe, gate.tolerance)
         m.probe_ms = probes
         m.best_probe_ms = probe.best_ms
         if fast.count(True) >= gate.min_fast:
             m.kept, m.speed_state = fast, "fast"
         else:
-            m.speed_state = "slow"
-            last = attempt_starts[-1]
-            m.kept = fast if any(fast) else [i >= last for i in range(len(samples))]
+            m.kept, m.speed_state = _closest_to_fast(probes, on_cpu, gate.min_fast), "slow"
         kept_probes = [p for p, k in zip(probes, m.kept) if k]
         m.speed_factor = statistics.median(kept_probes) / probe.best_ms
     m.compute_stats()
@@ -186,19 +187,24 @@ def _warm_up(session: Session, policy: MeasurePolicy) -> None:
 
 
 def _sample(session: Session, policy: MeasurePolicy, probe: SpeedProbe | None,
-            samples: list[float], probes: list[float]) -> None:
-    """One attempt's sampling phase, appending to ``samples`` and ``probes``."""
+            samples: list[float], probes: list[float], on_cpu: list[bool]) -> None:
+    """One attempt's sampling phase, appending to ``samples``, ``probes``, ``on_cpu``."""
     # Each run's probe value is the slower of the probes just before and just
     # after it, so a slow spell that starts or ends during the run is caught.
     before = probe.sample() if probe is not None else 0.0
+    tolerance = policy.speed_gate.tolerance
+    check_cpu = getattr(session, "cpu_bound", False)
     start, n = time.perf_counter(), 0
-    clock = time.perf_counter
+    clock, cpu_clock = time.perf_counter, time.process_time
     while True:
+        c0 = cpu_clock()
         t0 = clock()
         session.run()
         t1 = clock()
+        c1 = cpu_clock()
         samples.append((t1 - t0) * 1e3)
         if probe is not None:
+            on_cpu.append(not check_cpu or c1 - c0 >= (1.0 - tolerance) * (t1 - t0))
             after = probe.sample()
             probes.append(max(before, after))
             before = after
@@ -214,6 +220,14 @@ def _sample(session: Session, policy: MeasurePolicy, probe: SpeedProbe | None,
             return
 
 
-def _fast_mask(probes: list[float], probe: SpeedProbe, tolerance: float) -> list[bool]:
+def _fast_mask(probes: list[float], on_cpu: list[bool], probe: SpeedProbe,
+               tolerance: float) -> list[bool]:
     limit = probe.threshold_ms(tolerance)
-    return [p <= limit for p in probes]
+    return [p <= limit and c for p, c in zip(probes, on_cpu)]
+
+
+def _closest_to_fast(probes: list[float], on_cpu: list[bool], count: int) -> list[bool]:
+    """The ``count`` runs nearest the fast state: uninterrupted first, then lowest probe."""
+    order = sorted(range(len(probes)), key=lambda i: (not on_cpu[i], probes[i]))
+    chosen = set(order[:count])
+    return [i in chosen for i in range(len(probes))]

@@ -40,10 +40,13 @@ class Session:
         inputs: the resolved (static) input specs.
         identity: what ran it: threads, delegate, device string; goes into
             ``Measurement.device``.
+        cpu_bound: True when the model is computed on this process's CPU, so a
+            run whose CPU time falls short of its wall time was interrupted.
     """
 
     inputs: list[TensorSpec]
     identity: dict
+    cpu_bound: bool = True
 
     def __init__(self, inputs: list[TensorSpec], identity: dict) -> None:
         self.inputs = inputs

@@ -85,4 +85,6 @@ class OpenVINORuntime(Runtime):
         except Exception as exc:
             raise self.invalid(path, exc) from exc
         identity = {"threads": int(opts["threads"]), "delegate": str(opts["device"])}
-        return validate(self, path, OpenVINOSession(request, specs, identity))
+        session = OpenVINOSession(request, specs, identity)
+        session.cpu_bound = _base_device(str(opts["device"])) == "CPU"
+        return validate(self, path, session)

@@ -20,6 +20,8 @@ from nn_farm.farm.runtimes.base import Runtime, RuntimeStatus, Session
 
 
 class SimulatedSession(Session):
+    cpu_bound = False  # it sleeps
+
     def __init__(self, latency_ms: float, jitter: float, seed: int, identity: dict) -> None:
         super().__init__([], identity)
         self._latency_ms, self._jitter = latency_ms, jitter
