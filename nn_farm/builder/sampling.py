@@ -106,10 +106,16 @@ def inverse_cdf_sample(values, n: int, rng: np.random.Generator, bins: int = 40,
     data = np.asarray(values, dtype=np.float64)
     if log:
         data = np.log(data)
-    if data.min() == data.max():
+    lo, hi = data.min(), data.max()
+    if lo == hi:
         draws = np.full(n, data[0])
     else:
-        hist, edges = np.histogram(data, bins=bins)
+        # Bins centred on lo .. hi, not edged there: zoo values cluster on round numbers
+        # (64, 128, 256 in log space fall exactly on nn-Meter's edges), and a value
+        # on a left edge is smeared upwards only, shifting every quantile up a bin.
+        width = (hi - lo) / (bins - 1)
+        edges = lo - width / 2 + width * np.arange(bins + 1)
+        hist, edges = np.histogram(data, bins=edges)
         cdf = np.concatenate([[0.0], np.cumsum(hist) / hist.sum()])
         # Linear inverse of the piecewise-linear CDF: uniform within each bin.
         draws = np.interp(rng.random(n), cdf, edges)
