@@ -78,13 +78,16 @@ def unit(op, **fields):
 def test_units_map_to_nnmeter_kernel_types():
     conv = unit("conv", inputh=56, cin=24, cout=48, ks=[3, 3], strides=[1, 2, 2, 1],
                 input_tensors=[[1, 56, 56, 24]])
+    # BN folded into the conv: a plain conv runs as conv-bn
     assert ks.config_from_kernel_unit(conv) == (
-        "conv-bn-relu", dict(HW=56, CIN=24, COUT=48, KERNEL_SIZE=3, STRIDES=2))
+        "conv-bn", dict(HW=56, CIN=24, COUT=48, KERNEL_SIZE=3, STRIDES=2))
+    assert ks.kernel_type_of("dwconv-hswish") == "dwconv-bn-hswish"
+    assert ks.kernel_type_of("conv-add-relu") == "conv-bn-relu"  # nn-Meter's merged kernel
     dw = unit("dwconv-relu6", inputh=28, cin=96, cout=96, ks=[5, 5], strides=[1, 1])
     assert ks.config_from_kernel_unit(dw) == (
         "dwconv-relu6", dict(HW=28, CIN=96, KERNEL_SIZE=5, STRIDES=1))
     assert ks.config_from_kernel_unit(unit("dwconv", inputh=7, cin=8, ks=[3, 3]))[0] == \
-        "dwconv-bn-relu"
+        "dwconv-bn"
     assert ks.config_from_kernel_unit(unit("bn-relu", input_tensors=[[1, 14, 14, 8]]))[0] == "bnrelu"
     assert ks.config_from_kernel_unit(unit("fc-relu", cin=10, cout=5))[0] == "fc"
 

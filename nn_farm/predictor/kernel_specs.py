@@ -157,10 +157,13 @@ def feature_names(kernel_type: str) -> tuple[str, ...]:
 def kernel_type_of(op: str) -> str:
     """Map a detected kernel's ``op`` to the predictor kernel type that models it.
 
-    Exact names and nn-Meter's aliases map to themselves; any other op containing
+    Exact names and nn-Meter's aliases map to themselves. A conv kernel whose BN was
+    folded away (ONNX exports: ``conv``, ``dwconv-hswish``) maps to the same kernel
+    with ``bn`` (``conv-bn``, ``dwconv-bn-hswish``); any other op containing
     ``dwconv`` maps to ``dwconv-bn-relu`` and any other ``conv`` op to
-    ``conv-bn-relu`` (nn-Meter's rule: a plain ``conv`` or ``conv-add`` runs as a
-    conv kernel).
+    ``conv-bn-relu``, nn-Meter's merged kernels. A package without the exact kernel
+    prices it with those merged ones (:func:`fallback_kernel_type`), so nn-Meter
+    packages predict as nn-Meter does.
 
     Args:
         op: the kernel unit's ``op``, e.g. ``"conv-bn-relu"``, ``"gap"``, ``"conv"``.
@@ -176,6 +179,13 @@ def kernel_type_of(op: str) -> str:
     alias = _ALIASES.get(op)
     if alias is not None:
         return alias
+    head, _, rest = op.partition("-")
+    if head in ("conv", "dwconv"):
+        # BN folded into the conv (ONNX exports, TFLite): "conv" runs as "conv-bn",
+        # "dwconv-hswish" as "dwconv-bn-hswish".
+        with_bn = "-".join([head, "bn", rest]) if rest else f"{head}-bn"
+        if with_bn in KERNEL_SPECS:
+            return with_bn
     if "dwconv" in op:
         return "dwconv-bn-relu"
     if "conv" in op:
@@ -201,6 +211,8 @@ def fallback_kernel_type(kernel_type: str) -> str | None:
 
 def _second(value: Any, default: int = 1) -> int:
     """nn-Meter stores ks / strides as [kh, kw] or [1, sh, sw, 1]; index 1 serves both."""
+    if type(value) is list and len(value) >= 2:
+        return int(value[1])
     if value is None:
         return default
     if isinstance(value, (int, float)):
@@ -227,12 +239,21 @@ def _cin_of(unit: Mapping[str, Any]) -> int:
 
 
 def _row_conv(unit):
-    return (_hw_of(unit), _cin_of(unit), int(unit["cout"]), _second(unit.get("ks")),
-            _second(unit.get("strides")))
+    try:  # the detector's usual shape: every field present, ks / strides as [h, w]
+        return (int(unit["inputh"]), int(unit["cin"]), int(unit["cout"]), int(unit["ks"][1]),
+                int(unit["strides"][1]))
+    except (KeyError, IndexError, TypeError):
+        return (_hw_of(unit), _cin_of(unit), int(unit["cout"]), _second(unit.get("ks")),
+                _second(unit.get("strides")))
 
 
 def _row_dwconv(unit):
-    return (_hw_of(unit), _cin_of(unit), _second(unit.get("ks")), _second(unit.get("strides")))
+    try:
+        return (int(unit["inputh"]), int(unit["cin"]), int(unit["ks"][1]),
+                int(unit["strides"][1]))
+    except (KeyError, IndexError, TypeError):
+        return (_hw_of(unit), _cin_of(unit), _second(unit.get("ks")),
+                _second(unit.get("strides")))
 
 
 def _row_fc(unit):
@@ -248,6 +269,8 @@ def _row_concat(unit):
 
 def _row_add(unit):
     tensors = unit.get("input_tensors") or []
+    if len(tensors) == 2 and tensors[0] == tensors[1] and len(tensors[0]) == 4:
+        return (int(tensors[0][1]), int(tensors[0][3]))
     # Broadcast adds ([1,1,1,C] + [1,H,W,C]) are sized by their largest input.
     hw = max((_hw_of(unit, t) for t in tensors), default=_hw_of(unit))
     cin = max((int(t[-1]) for t in tensors), default=_cin_of(unit))
@@ -282,15 +305,23 @@ _ROW_OF_TYPE = {name: _ROW_OF_FAMILY[spec.family] for name, spec in KERNEL_SPECS
 _ROW_OF_TYPE.update(se=_row_se, split=_row_split, channelshuffle=_row_split)
 
 
+_TYPE_OF_OP: dict[str, str] = {}
+
+
 def config_row_from_kernel_unit(unit: Mapping[str, Any]) -> tuple[str, tuple[int, ...]]:
     """Like :func:`config_from_kernel_unit`, but the config as a tuple in ``config_keys`` order.
 
     The fast path for prediction: no dict is built per kernel.
     """
-    op = unit.get("op") if isinstance(unit, Mapping) else None
-    if not isinstance(op, str):
+    try:
+        op = unit["op"]
+    except (KeyError, TypeError, IndexError):
+        op = None
+    if type(op) is not str:
         raise UnknownKernelError(f"kernel unit has no 'op' string: {unit!r:.200}")
-    kernel_type = kernel_type_of(op)
+    kernel_type = _TYPE_OF_OP.get(op)
+    if kernel_type is None:
+        kernel_type = _TYPE_OF_OP[op] = kernel_type_of(op)
     try:
         return kernel_type, _ROW_OF_TYPE[kernel_type](unit)
     except (KeyError, IndexError, TypeError, ValueError) as exc:

@@ -238,25 +238,32 @@ class LatencyPredictor:
         groups: dict[str, tuple[list, list, list, list]] = {}
         unknown: list[list[dict]] = [[] for _ in range(n_models)]
         details = [[None] * len(units) for units in unit_lists] if keep_detail else None
+        # The hot loop of a NAS batch (tens of thousands of kernels): plain dict
+        # lookups and list appends only; all numeric work happens per group below.
+        row_of = config_row_from_kernel_unit
+        key_cache = self._model_key_cache
         for m, units in enumerate(unit_lists):
             for j, unit in enumerate(units):
                 try:
-                    kernel_type, row = config_row_from_kernel_unit(unit)
+                    kernel_type, row = row_of(unit)
                 except UnknownKernelError as exc:
                     unknown[m].append(_unknown_entry(unit, exc.args[0]))
                     continue
-                key = self._model_key(kernel_type)
+                key = key_cache[kernel_type] if kernel_type in key_cache else \
+                    self._model_key(kernel_type)
                 if key is None:
                     unknown[m].append(_unknown_entry(
                         unit, f"predictor {self.name!r} has no model for kernel type "
                               f"{kernel_type!r}"))
                     continue
-                rows, owners, positions, types = groups.setdefault(key, ([], [], [], []))
-                rows.append(row)
-                owners.append(m)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = ([], [], [], [])
+                group[0].append(row)
+                group[1].append(m)
                 if keep_detail:
-                    positions.append(j)
-                    types.append(kernel_type)
+                    group[2].append(j)
+                    group[3].append(kernel_type)
 
         totals = np.zeros(n_models, dtype=np.float64)
         for key, (rows, owners, positions, types) in groups.items():

@@ -1,0 +1,259 @@
+#!/usr/bin/env python
+"""How fast does nn-farm predict latency? Single models and NAS-sized batches.
+
+Measured side by side in one run, on one predictor package:
+
+1. ``onnx``  ms per model, end to end from an .onnx file (torchvision models,
+   weights=None): parse + shape inference -> IR -> kernels -> features -> ms.
+2. ``ir``    ms per model from an IR graph already in memory (the NAS fast path).
+3. ``batch`` models/s for ``predict_many`` over N NAS-sampled MobileNetV2-style IR
+   graphs (depth, expand ratio, kernel size, width and resolution sampled per block),
+   and, as the peer, the same graphs priced the way nn-Meter's predictor does it
+   (``predict_by_kernel.predict_model``: per model, one scikit-learn ``predict``
+   call per kernel type on Python lists). Kernel detection is shared, so the ratio
+   isolates the pricing pipeline; the detection share is printed too.
+
+Targets (issue 4): <= 20 ms per torchvision model from ONNX, <= 2 ms from IR,
+>= 2,000 models/s batched.
+
+Usage:
+    .venv/bin/python benchmarks/predict_speed.py [--predictor NAME_OR_PATH] [--n 1000]
+
+The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "nn_farm/predictor/fixtures/synthetic_fixture_cpu"
+
+# MobileNetV2's stages: (output channels, max depth, first stride)
+_STAGES = [(16, 1, 1), (24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1)]
+
+
+class _IRBuilder:
+    """Builds one nn-Meter IR dict in ONNX spelling (NHWC shapes)."""
+
+    def __init__(self):
+        self.nodes: dict[str, dict] = {}
+
+    def add(self, name, type_, inputs, out_shape, attr=None):
+        self.nodes[name] = {
+            "inbounds": list(inputs),
+            "attr": {"name": name, "type": type_,
+                     "input_shape": [self.nodes[i]["attr"]["output_shape"][0] for i in inputs],
+                     "output_shape": [out_shape], "attr": attr or {}},
+            "outbounds": [],
+        }
+        for i in inputs:
+            self.nodes[i]["outbounds"].append(name)
+        return name
+
+    def conv_bn(self, name, x, cout, k, stride, depthwise=False, act=True):
+        n, h, w, cin = self.nodes[x]["attr"]["output_shape"][0]
+        oh, ow = -(-h // stride), -(-w // stride)
+        p = k // 2
+        x = self.add(f"{name}/Conv", "Conv", [x], [n, oh, ow, cout],
+                     {"dilations": [1, 1], "group": cin if depthwise else 1,
+                      "kernel_shape": [k, k], "pads": [p, p, p, p], "strides": [stride, stride]})
+        x = self.add(f"{name}/BatchNormalization", "BatchNormalization", [x], [n, oh, ow, cout],
+                     {"epsilon": 1e-5})
+        if act:
+            x = self.add(f"{name}/Clip", "Clip", [x], [n, oh, ow, cout], {"min": 0.0, "max": 6.0})
+        return x
+
+
+def sample_mobilenet_ir(rng: np.random.Generator) -> dict:
+    """One MobileNetV2-style network from a ProxylessNAS/OFA-like space, as IR JSON."""
+    resolution = int(rng.choice([160, 176, 192, 208, 224]))
+    width = float(rng.choice([0.75, 1.0, 1.25]))
+    b = _IRBuilder()
+    x = b.add("input", "Placeholder", [], [1, resolution, resolution, 3])
+    b.nodes[x]["attr"]["input_shape"] = []
+    c = int(32 * width)
+    x = b.conv_bn("stem", x, c, 3, 2)
+    for s, (base, max_depth, stride) in enumerate(_STAGES):
+        cout = max(8, int(round(base * width / 8)) * 8)
+        for d in range(int(rng.integers(1, max_depth + 2)) if s else 1):
+            name, first = f"stage{s}/block{d}", x
+            st = stride if d == 0 else 1
+            expand = 1 if s == 0 else int(rng.choice([3, 4, 6]))
+            k = int(rng.choice([3, 5, 7]))
+            h = x
+            if expand > 1:
+                h = b.conv_bn(f"{name}/expand", h, c * expand, 1, 1)
+            h = b.conv_bn(f"{name}/dw", h, c * expand, k, st, depthwise=True)
+            h = b.conv_bn(f"{name}/project", h, cout, 1, 1, act=False)
+            if st == 1 and c == cout:
+                shape = b.nodes[h]["attr"]["output_shape"][0]
+                h = b.add(f"{name}/Add", "Add", [first, h], shape)
+            x, c = h, cout
+    x = b.conv_bn("head", x, 1280, 1, 1)
+    n, h, w, ch = b.nodes[x]["attr"]["output_shape"][0]
+    x = b.add("GlobalAveragePool", "GlobalAveragePool", [x], [n, 1, 1, ch])
+    x = b.add("Flatten", "Flatten", [x], [n, ch], {"axis": 1})
+    b.add("Gemm", "Gemm", [x], [n, 1000], {"alpha": 1.0, "beta": 1.0, "transB": 1})
+    return b.nodes
+
+
+def nnmeter_style_prices(predictor, unit_lists) -> list[float]:
+    """nn-Meter's pricing loop: per model, per kernel type, one sklearn predict on lists."""
+    from nn_farm.errors import UnknownKernelError
+    from nn_farm.predictor.kernel_specs import config_row_from_kernel_unit, features
+
+    totals = []
+    for units in unit_lists:
+        by_type: dict[str, list] = {}
+        for unit in units:
+            try:
+                kernel_type, row = config_row_from_kernel_unit(unit)
+            except UnknownKernelError:
+                continue
+            key = predictor._model_key(kernel_type)
+            if key is not None:
+                by_type.setdefault(key, []).append(features(key, [row])[0].tolist())
+        totals.append(sum(float(sum(predictor.package.models[k].predict(rows)))
+                          for k, rows in by_type.items()))
+    return totals
+
+
+def _median_ms(fn, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def _export_onnx(names, directory: Path) -> dict[str, Path]:
+    import torch
+    import torchvision
+
+    paths = {}
+    for name in names:
+        model = getattr(torchvision.models, name)(weights=None).eval()
+        path = directory / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, torch.randn(1, 3, 224, 224), str(path), dynamo=False)
+        paths[name] = path
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--predictor", default=str(FIXTURE), help="registered name or path")
+    parser.add_argument("--n", type=int, default=1000, help="NAS graphs for the batch test")
+    parser.add_argument("--peer-n", type=int, default=200, help="graphs for the nn-Meter-style loop")
+    parser.add_argument("--repeat", type=int, default=15, help="repeats per single-model timing")
+    parser.add_argument("--torchvision", nargs="+",
+                        default=["mobilenet_v2", "resnet18", "resnet50", "shufflenet_v2_x1_0"])
+    args = parser.parse_args(argv)
+
+    import torch  # noqa: F401  (load torch before anything that might load TF)
+    from tqdm import tqdm
+
+    from nn_farm.predictor import load_latency_predictor
+    from nn_farm.predictor.ir import IRGraph, model_to_ir
+    from nn_farm.predictor.kernels import detect_kernels
+
+    predictor = load_latency_predictor(args.predictor, on_unknown="ignore")
+    print(f"predictor: {predictor.name} {predictor.version} ({predictor.device})")
+    result = {"benchmark": "predict_speed", "predictor": predictor.name,
+              "predictor_version": predictor.version}
+
+    # 1 + 2: single models, from ONNX files and from IR
+    with tempfile.TemporaryDirectory() as tmp:
+        files = _export_onnx(args.torchvision, Path(tmp))
+        onnx_ms, ir_ms = {}, {}
+        print(f"\n{'model':22s} {'onnx ms':>9s} {'ir ms':>9s} {'kernels':>8s} {'pred ms':>9s}")
+        for name, path in files.items():
+            predictor.predict(path, "onnx")  # warm caches (imports, rules)
+            onnx_ms[name] = _median_ms(lambda: predictor.predict(path, "onnx"), args.repeat)
+            ir = model_to_ir(path, "onnx")
+            ir_ms[name] = _median_ms(lambda: predictor.predict(ir, "nnmeter-ir"), args.repeat * 4)
+            units = predictor.kernel_units(ir, "nnmeter-ir")
+            print(f"{name:22s} {onnx_ms[name]:9.2f} {ir_ms[name]:9.3f} {len(units):8d} "
+                  f"{predictor.predict(ir, 'nnmeter-ir'):9.2f}")
+
+    # 3: NAS batch
+    rng = np.random.default_rng(0)
+    graphs = [IRGraph.from_json(sample_mobilenet_ir(rng))
+              for _ in tqdm(range(args.n), desc="sample graphs", file=sys.stderr)]
+    nas_ir_ms = _median_ms(lambda: predictor.predict(graphs[0], "nnmeter-ir"), args.repeat * 4)
+
+    start = time.perf_counter()
+    batched = predictor.predict_many(graphs, "nnmeter-ir")
+    batch_s = time.perf_counter() - start
+
+    rules = predictor.fusion_rules()
+    start = time.perf_counter()
+    unit_lists = [detect_kernels(g, rules) for g in graphs]
+    detect_s = time.perf_counter() - start
+    start = time.perf_counter()
+    priced = predictor.predict_many(unit_lists, "kernels")
+    price_s = time.perf_counter() - start
+
+    peer = unit_lists[: args.peer_n]
+    start = time.perf_counter()
+    peer_totals = nnmeter_style_prices(predictor, peer)
+    peer_price_s = time.perf_counter() - start
+    np.testing.assert_allclose(peer_totals, priced[: len(peer)], rtol=1e-9)
+    np.testing.assert_allclose(batched, priced, rtol=1e-12)
+
+    n_kernels = sum(len(u) for u in unit_lists)
+    models_per_s = args.n / batch_s
+    pricing_per_s = args.n / price_s
+    peer_pricing_per_s = len(peer) / peer_price_s
+    detect_ms = detect_s / args.n * 1e3
+    peer_end_to_end_per_s = 1e3 / (detect_ms + 1e3 / peer_pricing_per_s)
+    print(f"\nNAS batch: {args.n} MobileNetV2-style graphs, {n_kernels / args.n:.1f} kernels each")
+    print(f"  single predict from IR              {nas_ir_ms:9.3f} ms/model")
+    print(f"  predict_many, IR -> ms              {models_per_s:9.0f} models/s")
+    print(f"    of which kernel detection         {detect_ms:9.3f} ms/model")
+    print(f"    pricing only (kernels -> ms)      {pricing_per_s:9.0f} models/s")
+    print(f"  nn-Meter-style pricing loop         {peer_pricing_per_s:9.0f} models/s "
+          f"(batched pricing is {pricing_per_s / peer_pricing_per_s:.1f}x faster)")
+    print(f"  nn-Meter-style, IR -> ms            {peer_end_to_end_per_s:9.0f} models/s "
+          f"(predict_many is {models_per_s / peer_end_to_end_per_s:.1f}x faster)")
+
+    result.update({
+        "onnx_ms_per_model": {k: round(v, 3) for k, v in onnx_ms.items()},
+        "onnx_ms_per_model_max": round(max(onnx_ms.values()), 3),
+        "ir_ms_per_model": {k: round(v, 3) for k, v in ir_ms.items()},
+        "ir_ms_per_model_nas_graph": round(nas_ir_ms, 3),
+        "ir_ms_per_model_max": round(max([*ir_ms.values(), nas_ir_ms]), 3),
+        "batch_n_models": args.n,
+        "batch_kernels_per_model": round(n_kernels / args.n, 1),
+        "batch_models_per_s": round(models_per_s, 1),
+        "batch_detect_ms_per_model": round(detect_ms, 4),
+        "batch_pricing_models_per_s": round(pricing_per_s, 1),
+        "nnmeter_style_pricing_models_per_s": round(peer_pricing_per_s, 1),
+        "nnmeter_style_end_to_end_models_per_s": round(peer_end_to_end_per_s, 1),
+        "speedup_pricing_vs_nnmeter_style": round(pricing_per_s / peer_pricing_per_s, 2),
+        "speedup_end_to_end_vs_nnmeter_style": round(models_per_s / peer_end_to_end_per_s, 2),
+        "targets": {"onnx_ms_max": 20, "ir_ms_max": 2, "batch_models_per_s_min": 2000},
+    })
+    result["targets_met"] = {
+        "onnx": result["onnx_ms_per_model_max"] <= 20,
+        "ir": result["ir_ms_per_model_max"] <= 2,
+        "batch": result["batch_models_per_s"] >= 2000,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
