@@ -174,3 +174,9 @@ def test_finegrained_small_neighbourhood_returns_what_exists():
 def test_finegrained_rejects_configs_without_the_kernel_keys():
     with pytest.raises(ValueError, match="COUT"):
         finegrained_configs("conv-bn-relu", [{"HW": 7, "CIN": 8}], 3, seed=0)
+
+
+def test_finegrained_even_channels_stay_even_and_in_range():
+    new = finegrained_configs("channelshuffle", [{"HW": 28, "CIN": 10}], 20, seed=0)
+    # Even counts in [4, 12] other than 10.
+    assert sorted(c["CIN"] for c in new) == [4, 6, 8, 12]

@@ -34,6 +34,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -147,6 +149,19 @@ def _write_registry(entries: dict[str, dict[str, dict]]) -> None:
     with os.fdopen(fd, "w") as fp:
         fp.write(text)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked():
+    """Hold the registry's lock: two registrations at once must not drop one."""
+    path = registry_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def names(kind: str) -> list[str]:
@@ -283,9 +298,10 @@ def register(kind: str, meta_path: str | os.PathLike) -> str:
     """
     meta = read_meta(kind, meta_path)
     _check_imports(kind, meta, meta_path)
-    entries = _read_registry()
-    entries[kind][meta["builtin_name"]] = meta
-    _write_registry(entries)
+    with _locked():
+        entries = _read_registry()
+        entries[kind][meta["builtin_name"]] = meta
+        _write_registry(entries)
     return meta["builtin_name"]
 
 
@@ -298,12 +314,13 @@ def unregister(kind: str, name: str) -> None:
     _check_kind(kind)
     if name in builtin_names(kind):
         raise ConfigError(f"{name!r} is a builtin {kind} and cannot be unregistered")
-    entries = _read_registry()
-    if name not in entries[kind]:
-        known = ", ".join(entries[kind]) or "none"
-        raise ConfigError(f"no customized {kind} named {name!r} (registered: {known})")
-    del entries[kind][name]
-    _write_registry(entries)
+    with _locked():
+        entries = _read_registry()
+        if name not in entries[kind]:
+            known = ", ".join(entries[kind]) or "none"
+            raise ConfigError(f"no customized {kind} named {name!r} (registered: {known})")
+        del entries[kind][name]
+        _write_registry(entries)
 
 
 def get_meta(kind: str, name: str) -> dict[str, Any] | None:

@@ -133,11 +133,12 @@ def _channels(values, n, rng, even=False) -> np.ndarray:
     """Channel counts from a prior column: log-histogram draws, rounded, clipped to range."""
     values = np.asarray(values)
     values = values[values > 0]
-    out = np.rint(inverse_cdf_sample(values, n, rng, log=True)).astype(np.int64)
-    out = np.clip(out, max(1, values.min()), values.max())
+    draws = inverse_cdf_sample(values, n, rng, log=True)
     if even:
-        out = out + (out % 2)
-    return out
+        # The nearest even count, kept inside the prior's range.
+        lo, hi = max(2, values.min() + values.min() % 2), max(2, values.max() - values.max() % 2)
+        return np.clip(2 * np.rint(draws / 2), lo, hi).astype(np.int64)
+    return np.clip(np.rint(draws), max(1, values.min()), values.max()).astype(np.int64)
 
 
 def _with_frequent(column: np.ndarray, family: str, key: str, rng) -> np.ndarray:
@@ -360,21 +361,23 @@ def finegrained_configs(kernel_type: str, around_configs: Iterable[Mapping], n: 
     out: list[dict] = []
     for config in around:
         channel_keys = [k for k in keys if k in _CHANNEL_KEYS and int(config[k]) > 0]
+        step = 2 if even else 1
         ranges = {}
         for key in channel_keys:
             c = int(config[key])
-            lo, hi = max(1, int(np.ceil(low * c))), max(1, int(np.floor(high * c)))
+            # Integer range of channels / step inside [low * c, high * c], never empty.
+            lo = max(1, int(np.ceil(low * c / step)))
+            hi = max(lo, int(np.floor(high * c / step)))
             ranges[key] = (lo, hi)
-        # Size of the neighbourhood: stop early where it holds fewer than n configs.
+        # The neighbourhood may hold fewer than n configs besides the given one.
         space = int(np.prod([hi - lo + 1 for lo, hi in ranges.values()])) if ranges else 1
-        target = len(out) + min(n, space)
+        target = len(out) + min(n, space - 1)
         for _ in range(_MAX_ROUNDS):
             if len(out) >= target:
                 break
             want = max(8, 2 * (target - len(out)))
-            draws = {k: rng.integers(lo, hi + 1, size=want) for k, (lo, hi) in ranges.items()}
-            if even:
-                draws = {k: v + (v % 2) for k, v in draws.items()}
+            draws = {k: step * rng.integers(lo, hi + 1, size=want)
+                     for k, (lo, hi) in ranges.items()}
             candidates = ({**config, **{k: int(v[i]) for k, v in draws.items()}}
                           for i in range(want))
             _dedupe(candidates, keys, seen, out, target)
