@@ -31,7 +31,10 @@ PACKAGE = {
         import random
 
         class MishKernel:
-            pass
+            def __init__(self, config):
+                self.config = config
+            def get_model(self):
+                return None
 
         class MishSampler:
             def prior_config_sampling(self, sample_num):
@@ -136,13 +139,17 @@ def test_registered_modules_are_usable(tmp_path, package):
     assert fine == [{"HW": 7, "CIN": 11}, {"HW": 7, "CIN": 12}]  # CIN+0 is the given config
 
     # A customized operator reaches the operator registry the generators use.
+    from nn_farm.builder.models.kernels import _CUSTOM_KERNELS, unregister_kernel
     from nn_farm.builder.models.registry import get_operator, unregister_operator
 
-    assert registry.activate_operators() == ["mish"]
+    assert registry.activate() == {"operator": ["mish"], "kernel": ["mish-kernel"]}
     try:
         assert get_operator("mish", "tensorflow").__name__ == "Mish"
+        assert _CUSTOM_KERNELS[("mish-kernel", "torch")].__name__ == "MishKernel"
     finally:
-        unregister_operator("mish", "tensorflow")  # the operator registry is process-wide
+        # The generators' registries are process-wide: leave them as found.
+        unregister_operator("mish", "tensorflow")
+        unregister_kernel("mish-kernel", "torch")
 
     # A customized backend can back a workspace; its default config lands in PARAMS.
     ws = create_workspace(tmp_path / "ws", backend="my-board", farm=tmp_path / "farm.yaml")

@@ -45,6 +45,8 @@ __all__ = [
     "DEFAULT_BACKEND",
     "EMBEDDED_FARM",
     "BUDGET_DEFAULTS",
+    "KernelBudget",
+    "budget_for",
     "DEFAULT_BUILD_KERNELS",
     "DEFAULT_BASIC_TESTCASES",
     "default_ruletest_config",

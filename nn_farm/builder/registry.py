@@ -63,7 +63,7 @@ __all__ = [
     "unregister",
     "get_meta",
     "load_class",
-    "activate_operators",
+    "activate",
 ]
 
 KINDS = ("operator", "testcase", "kernel", "backend")
@@ -361,18 +361,24 @@ def load_class(kind: str, name: str, which: str = "class"):
                           f"{meta[attr_key]} from {location}: {exc}", key=module_key) from exc
 
 
-def activate_operators() -> list[str]:
-    """Import every customized operator and hand it to the operator registry.
+def activate() -> dict[str, list[str]]:
+    """Import every customized operator and kernel and hand them to the model generators.
 
-    Call this before generating test cases, so ``get_operator`` sees them.
+    Call this in a process before it generates test cases or kernel models, so
+    ``nn_farm.builder.models`` sees them (``get_operator``, ``build_kernel_model``).
 
     Returns:
-        The names activated.
+        ``{"operator": [names], "kernel": [names]}`` activated.
+
+    Raises:
+        ConfigError: a registered package can no longer be imported.
     """
+    from nn_farm.builder.models.kernels import register_kernel
     from nn_farm.builder.models.registry import register_operator
 
-    activated = []
-    for name, meta in _read_registry()["operator"].items():
+    entries = _read_registry()
+    for name, meta in entries["operator"].items():
         register_operator(name, meta["implement"], load_class("operator", name))
-        activated.append(name)
-    return activated
+    for name, meta in entries["kernel"].items():
+        register_kernel(name, meta["implement"], load_class("kernel", name))
+    return {"operator": sorted(entries["operator"]), "kernel": sorted(entries["kernel"])}
