@@ -288,7 +288,11 @@ def _seed(implement: str, seed: int) -> None:
     if implement == "tensorflow":
         from nn_farm._compat import import_tensorflow
 
-        import_tensorflow().keras.utils.set_random_seed(seed)
+        keras = import_tensorflow().keras
+        # Fresh layer-name counters: names go into the flatbuffer, so without this the
+        # n-th model built in one worker would differ from the same model built first.
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
     else:
         import torch
 
