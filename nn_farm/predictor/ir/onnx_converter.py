@@ -88,12 +88,13 @@ def onnx_model_to_ir(model, source: str = "<onnx.ModelProto>", skimmed: bool = F
         ConversionError: shape inference fails or leaves a data tensor without shape.
     """
     import onnx
-    from onnx import shape_inference
+
+    from nn_farm.predictor.ir._onnx_shapes import infer_shapes
 
     if not skimmed:
         model = _skeleton(model)
     try:
-        inferred = shape_inference.infer_shapes(model)
+        inferred = infer_shapes(model)
     except Exception as exc:  # onnx raises several kinds (InferenceError, RuntimeError)
         raise ConversionError(f"{source}: ONNX shape inference failed: {exc}") from exc
     return _Walker(inferred.graph, source, onnx).run()

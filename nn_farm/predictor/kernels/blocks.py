@@ -36,7 +36,7 @@ PATTERNS: list[tuple[str, Pattern]] = [
     # swish / SiLU: x * sigmoid(x)
     ("swish", _p(("s", "sigmoid", "x"), ("m", "mul", ("x", "s")))),
     # nn-Meter's ONNX global pooling: ReduceMean over W, then over H
-    ("gap", _p(("m1", "mean", "x"), ("m2", "mean", ("m1",)))),
+    ("gap", _p(("m1", "mean", "x"), ("m2", "mean|gap", ("m1",)))),
     # squeeze-and-excitation: x * gate(fc(act(fc(gap(x)))))
     ("se", _p(("g", "gap", "x"), ("c1", "conv|fc", ("g",)), ("a", "relu|relu6|swish", ("c1",)),
               ("c2", "conv|fc", ("a",)), ("h", "hsigmoid|sigmoid", ("c2",)), ("m", "mul", ("x", "h")))),
@@ -109,9 +109,9 @@ def _dedup(xs: list) -> list:
 
 def _match(g: WorkGraph, anchor: str, pattern: Pattern) -> list[str] | None:
     ins = g.ins[anchor]
-    if len(ins) != 1:
+    if len(ins) > 1:
         return None
-    x = ins[0]
+    x = ins[0] if ins else None  # None: the block reads the graph input itself
     bound = {pattern[0][0]: anchor}
     used = {anchor}
 
@@ -119,8 +119,11 @@ def _match(g: WorkGraph, anchor: str, pattern: Pattern) -> list[str] | None:
         if k == len(pattern):
             return _closed(g, bound, pattern)
         pid, ops, pins = pattern[k]
-        want = {x if p == "x" else bound[p] for p in pins}
-        first = pins[0]
+        want = {x if p == "x" else bound[p] for p in pins} - {None}
+        via = [p for p in pins if p != "x" or x is not None]
+        if not via:
+            return False
+        first = via[0]
         for cand in g.outs[x if first == "x" else bound[first]]:
             if cand in used or g.op[cand] not in ops or set(g.ins[cand]) != want:
                 continue

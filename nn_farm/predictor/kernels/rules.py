@@ -94,16 +94,15 @@ class FusionRules:
         explicit chain rule for the whole sequence wins over the pair rule.
         """
         seq = (*block, nxt)
-        if len(seq) > 2:
-            if seq in self.chains:
-                return self.chains[seq]
-            if seq in self._chain_prefixes:
+        # nn-Meter's rule files know relu only; a relu6 behaves alike unless a
+        # rule names it
+        for cand in (seq, tuple("relu" if op == "relu6" else op for op in seq)):
+            if cand in self.chains:
+                return self.chains[cand]
+            if cand in self._chain_prefixes:
                 return True
-        pair = (block[-1], nxt)
-        if pair in self.pairs:
-            return self.pairs[pair]
-        if nxt == "relu6":  # nn-Meter's rule files know relu only; relu6 behaves alike
-            return self.pairs.get((block[-1], "relu"), False)
+            if cand[-2:] in self.pairs:
+                return self.pairs[cand[-2:]]
         return False
 
     def to_json(self) -> dict:
