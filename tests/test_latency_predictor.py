@@ -159,3 +159,26 @@ def test_compiled_regressors_equal_predict(make):
 def test_bad_on_unknown_value_fails_early(fixture_predictor):
     with pytest.raises(ValueError, match="on_unknown"):
         LatencyPredictor(fixture_predictor.package, on_unknown="skip")
+
+
+TINY_ONNX = Path(__file__).resolve().parents[1] / "nn_farm/farm/data/tiny_convnet.onnx"
+
+
+def test_a_real_onnx_model_predicts_the_same_through_every_entry_point(fixture_predictor):
+    from nn_farm.predictor.ir import model_to_ir
+
+    from_file = fixture_predictor.predict(str(TINY_ONNX), "onnx")
+    ir = model_to_ir(str(TINY_ONNX), "onnx")
+    units = fixture_predictor.kernel_units(ir, "nnmeter-ir")
+    assert len(units) >= 3
+    assert fixture_predictor.predict(ir, "nnmeter-ir") == from_file
+    assert fixture_predictor.predict(json_copy(ir.to_json()), "nnmeter-ir") == from_file
+    assert fixture_predictor.predict(units, "kernels") == from_file
+    assert fixture_predictor.predict_many([str(TINY_ONNX)] * 3, "onnx") == [from_file] * 3
+    assert from_file > 0
+
+
+def json_copy(d):
+    import json
+
+    return json.loads(json.dumps(d))

@@ -149,3 +149,40 @@ def test_predictor_package_imports_without_ray_or_builder():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+TINY_ONNX = ROOT / "nn_farm/farm/data/tiny_convnet.onnx"
+
+
+def test_get_ir_then_predict_from_onnx_and_from_ir_agree(home, tmp_path, capsys):
+    run(capsys, "register", "--predictor", str(FIXTURE))
+    ir_path = tmp_path / "tiny_ir.json"
+    code, out, _ = run(capsys, "get_ir", "--onnx", str(TINY_ONNX), "-o", str(ir_path))
+    assert code == 0 and ir_path.is_file()
+    nodes = json.loads(ir_path.read_text())
+    assert all({"inbounds", "outbounds", "attr"} <= set(n) for n in nodes.values())
+    code, out, _ = run(capsys, "predict", "--predictor", "synthetic-fixture", "--onnx",
+                       str(TINY_ONNX), "--json", "--detail")
+    assert code == 0
+    from_onnx = json.loads(out)
+    code, out, _ = run(capsys, "predict", "--predictor", "synthetic-fixture", "--nn-meter-ir",
+                       str(ir_path), "--json")
+    from_ir = json.loads(out)
+    assert from_onnx["n_kernels"] >= 3 and from_onnx["n_unknown"] == 0
+    assert from_onnx["latency_ms"] == from_ir["latency_ms"] > 0
+    assert {k["type"] for k in from_onnx["kernels"]} >= {"global-avgpool", "fc"}
+
+
+def test_truncated_onnx_is_a_clear_error_and_other_models_still_predict(home, tmp_path, capsys):
+    run(capsys, "register", "--predictor", str(FIXTURE))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "good.onnx").write_bytes(TINY_ONNX.read_bytes())
+    (models / "truncated.onnx").write_bytes(TINY_ONNX.read_bytes()[:300])
+    code, out, err = run(capsys, "predict", "--predictor", "synthetic-fixture", "--onnx",
+                         str(models), "--json")
+    assert code == 1
+    good, bad = json.loads(out)
+    assert good["latency_ms"] > 0
+    assert "ConversionError" in bad["error"] and "truncated.onnx" in bad["error"]
+    assert "truncated.onnx" in err
