@@ -19,26 +19,9 @@ import pathlib
 import grpc
 
 from nn_farm.errors import ConfigError
+from nn_farm.farm.devices import TOKEN_ENV, read_token  # noqa: F401  (re-exported for clients)
 
-TOKEN_ENV = "NN_FARM_TOKEN"
 _HEADER = "authorization"
-
-
-def read_token(token_file: str | os.PathLike | None = None) -> str | None:
-    """The token from ``token_file`` if given, else from ``NN_FARM_TOKEN``, else None.
-
-    Raises:
-        ConfigError: the file cannot be read or is empty.
-    """
-    if token_file:
-        try:
-            token = pathlib.Path(token_file).expanduser().read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read token file: {exc.strerror}", path=str(token_file)) from exc
-        if not token:
-            raise ConfigError("token file is empty", path=str(token_file))
-        return token
-    return os.environ.get(TOKEN_ENV) or None
 
 
 def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:

@@ -146,7 +146,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Agen
         raise ConfigError("unknown key (expected 'agent' and 'devices')", path=where, key=sorted(unknown)[0])
     agent = _checked(raw.get("agent") or {}, _AGENT_KEYS, where, "agent")
     fields = {k: v for k, v in agent.items() if k != "token_file"}
-    fields["token"] = _read_token(agent.get("token_file"), where)
+    fields["token"] = read_token(agent.get("token_file"), where=where)
     devices_raw = raw.get("devices")
     if devices_raw is None:
         devices: tuple[DeviceConfig, ...] = ()
@@ -224,15 +224,22 @@ def check_device(device: DeviceConfig) -> None:
         raise ConfigError(f"device {device.id}: {exc}") from exc
 
 
-def _read_token(token_file: str | None, where: str | None) -> str | None:
+def read_token(token_file: str | os.PathLike | None = None, *, where: str | None = None) -> str | None:
+    """The bearer token from ``token_file`` if given, else ``NN_FARM_TOKEN``, else None.
+
+    Tokens come from a file or the environment, never the command line (``ps`` shows it).
+
+    Raises:
+        ConfigError: the file cannot be read or is empty.
+    """
     if token_file:
         try:
             token = pathlib.Path(token_file).expanduser().read_text().strip()
         except OSError as exc:
             raise ConfigError(f"cannot read token file {token_file}: {exc.strerror}", path=where,
-                              key="agent.token_file") from exc
+                              key="token_file") from exc
         if not token:
-            raise ConfigError(f"token file {token_file} is empty", path=where, key="agent.token_file")
+            raise ConfigError(f"token file {token_file} is empty", path=where, key="token_file")
         return token
     return os.environ.get(TOKEN_ENV) or None
 

@@ -61,9 +61,13 @@ def _worker_main(conn, runtime_name: str, options: dict) -> None:
         try:
             if sessions is None:
                 raise DeviceUnavailable(f"runtime {runtime_name} is unavailable: {status['reason']}")
-            conn.send(("ok", sessions.measure(job, probe)))
+            reply = ("ok", sessions.measure(job, probe))
         except Exception as exc:  # failures are data: the agent maps the kind to a status
-            conn.send(("error", type(exc).__name__, str(exc)))
+            reply = ("error", type(exc).__name__, str(exc))
+        try:
+            conn.send(reply)
+        except OSError:  # the agent is gone (killed): nobody to answer, so leave quietly
+            return
 
 
 class _Sessions:
