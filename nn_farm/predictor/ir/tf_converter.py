@@ -242,7 +242,7 @@ def _graph_to_ir(graph, source: str) -> IRGraph:
             producer[op.outputs[0].name] = op.name
             continue
         data_ins = [x for x in op.inputs if x.name in producer]
-        if not data_ins or t in _NOT_DATA or x_is_resource(op):
+        if not data_ins or t in _NOT_DATA or _is_resource(op):
             continue
         if t in _PASS:
             for o in op.outputs:
@@ -270,7 +270,7 @@ def _graph_to_ir(graph, source: str) -> IRGraph:
     return ir
 
 
-def x_is_resource(op) -> bool:
+def _is_resource(op) -> bool:
     return any(o.dtype.name == "resource" for o in op.outputs)
 
 
@@ -287,6 +287,6 @@ def _op_attr(op) -> dict:
             attr[key] = v.decode() if isinstance(v, bytes) else v
         except (ValueError, TypeError):
             pass
-    if op.type in ("Split", "SplitV", "ConcatV2", "Mean"):
-        pass  # axes are const inputs; canonical ops work from shapes
+    # Mean / Split / ConcatV2 take their axes as const inputs: canonical_op and the
+    # detector work from the shapes instead
     return attr
