@@ -182,3 +182,11 @@ def json_copy(d):
     import json
 
     return json.loads(json.dumps(d))
+
+
+def test_predictor_pickles_for_worker_processes(fixture_predictor, nets):
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(fixture_predictor))
+    assert clone.name == fixture_predictor.name
+    assert clone.predict_many(nets[:5], "kernels") == fixture_predictor.predict_many(nets[:5], "kernels")

@@ -188,3 +188,13 @@ def test_nnmeter_meta_errors_name_the_key_or_file(tmp_path):
                                     "package_location": ".", "kernel_predictors": ["fc"]}))
     with pytest.raises(PredictorNotFound, match=r"fc\.pkl is missing"):
         load_latency_predictor(meta)
+
+
+def test_public_names_of_nn_farm_predictor_resolve():
+    import nn_farm.predictor as predictor
+
+    assert predictor.__all__, "nn_farm.predictor lists its public names"
+    for name in predictor.__all__:
+        assert getattr(predictor, name) is not None, name
+    with pytest.raises(AttributeError):
+        predictor.no_such_name  # noqa: B018

@@ -75,6 +75,13 @@ class LatencyPredictor:
         self._model_key_cache: dict[str, str | None] = {}
         self._fusion_rules = None
 
+    def __getstate__(self):
+        # Compiled regressors are closures; rebuild them after unpickling (Ray, joblib).
+        return {"package": self.package, "on_unknown": self.on_unknown}
+
+    def __setstate__(self, state):
+        self.__init__(state["package"], on_unknown=state["on_unknown"])
+
     # ------------------------------------------------------------ identity
 
     @property
