@@ -25,24 +25,30 @@ def infer_shapes(model):
     from onnx import numpy_helper, shape_inference
 
     inferred = shape_inference.infer_shapes(model)
+    if not any(n.op_type in ("Shape", "Size") for n in model.graph.node):
+        return inferred  # no shape program to run: one pass is all there is
     folded: dict[str, object] = {}
     for _ in range(MAX_ROUNDS):
         g = inferred.graph
-        shapes = _known_shapes(g)
         data = _data_tensors(g)
-        if all(shapes.get(t) is not None for t in data):
+        program = [n for n in g.node
+                   if n.op_type in ("Shape", "Size") or not any(i in data for i in n.input)]
+        if not program:
             return inferred
-        values = {i.name: numpy_helper.to_array(i) for i in g.initializer if _has_data(i)}
+        reads = {i for n in program for i in n.input}
+        shapes = _known_shapes(g, reads)
+        values = {i.name: numpy_helper.to_array(i) for i in g.initializer if i.name in reads and _has_data(i)}
         values.update(folded)
         new = {}
-        for node in g.node:
-            if node.op_type in ("Shape", "Size") or not any(i in data for i in node.input):
-                out = _eval(node, values, shapes, np)
-                if out is not None:
-                    for name, val in zip(node.output, out):
-                        values[name] = val
-                        if name not in folded:
-                            new[name] = val
+        left = 0
+        for node in program:
+            out = _eval(node, values, shapes, np)
+            if out is None:
+                left += 1
+                continue
+            for name, val in zip(node.output, out):
+                values[name] = val
+                new[name] = val
         if not new:
             return inferred
         folded.update(new)
@@ -55,6 +61,8 @@ def infer_shapes(model):
         m.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), name)
                                    for name, v in folded.items() if name in needed)
         inferred = shape_inference.infer_shapes(m)
+        if not left:
+            return inferred  # the whole shape program is folded: nothing more to learn
     return inferred
 
 
@@ -62,9 +70,11 @@ def _has_data(t) -> bool:
     return bool(t.raw_data or t.int64_data or t.float_data or t.int32_data or t.double_data)
 
 
-def _known_shapes(g) -> dict[str, list | None]:
+def _known_shapes(g, names: set[str]) -> dict[str, list | None]:
     out = {}
     for vi in (*g.input, *g.value_info, *g.output):
+        if vi.name not in names:
+            continue
         tt = vi.type.tensor_type
         if tt.HasField("shape"):
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
