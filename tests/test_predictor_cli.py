@@ -118,13 +118,14 @@ def test_other_layers_add_registry_kinds_through_the_hook(home, capsys):
     predictor_cli.add_registry_kind(
         "--test-widget", help="a test-only kind",
         on_register=lambda value, args: seen.append(("reg", value)) or f"widget {value} in",
-        on_unregister=lambda value, args: seen.append(("unreg", value)) or f"widget {value} out")
+        on_unregister=lambda value, args: seen.append(("unreg", value)) or f"widget {value} out",
+        unregister_nargs=2, unregister_metavar=("NAME", "IMPLEMENT"))
     try:
         code, out, _ = run(capsys, "register", "--test-widget", "w1")
         assert code == 0 and "widget w1 in" in out
-        code, out, _ = run(capsys, "unregister", "--test-widget", "w1")
-        assert code == 0 and "widget w1 out" in out
-        assert seen == [("reg", "w1"), ("unreg", "w1")]
+        code, out, _ = run(capsys, "unregister", "--test-widget", "w1", "torch")
+        assert code == 0 and "widget ['w1', 'torch'] out" in out
+        assert seen == [("reg", "w1"), ("unreg", ["w1", "torch"])]
         with pytest.raises(ValueError, match="taken"):
             predictor_cli.add_registry_kind("--test-widget", help="again")
     finally:

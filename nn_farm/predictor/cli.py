@@ -49,6 +49,8 @@ class _RegistryKind:
     help: str
     on_register: Callable[[str, argparse.Namespace], str] | None
     on_unregister: Callable[[str, argparse.Namespace], str] | None
+    unregister_nargs: int | str | None
+    unregister_metavar: str | tuple[str, ...] | None
 
 
 _KINDS: dict[str, _RegistryKind] = {}
@@ -63,6 +65,8 @@ def add_registry_kind(
     on_register: Callable[[str, argparse.Namespace], str] | None = None,
     on_unregister: Callable[[str, argparse.Namespace], str] | None = None,
     metavar: str = "VALUE",
+    unregister_nargs: int | str | None = None,
+    unregister_metavar: str | tuple[str, ...] | None = None,
 ) -> None:
     """Let another layer register / unregister its own things via the same commands.
 
@@ -76,6 +80,10 @@ def add_registry_kind(
         on_register: ``f(value, args) -> message`` run by ``nn-farm register FLAG value``.
         on_unregister: ``f(value, args) -> message`` run by ``nn-farm unregister FLAG value``.
         metavar: shown in the usage line.
+        unregister_nargs: argparse ``nargs`` for ``unregister FLAG`` when it takes
+            more than one value (nn-Meter's ``unregister --operator NAME IMPLEMENT``);
+            the handler then gets a list.
+        unregister_metavar: metavar (or tuple of them) for that form.
 
     Raises:
         ValueError: ``flag`` is taken.
@@ -89,16 +97,20 @@ def add_registry_kind(
     dest = flag.lstrip("-").replace("-", "_")
     if dest in _KINDS or dest == "predictor":
         raise ValueError(f"registry flag {flag} is taken")
-    kind = _RegistryKind(flag, dest, metavar, help, on_register, on_unregister)
+    kind = _RegistryKind(flag, dest, metavar, help, on_register, on_unregister,
+                         unregister_nargs, unregister_metavar)
     _KINDS[dest] = kind
     _add_kind_arguments(kind)
 
 
 def _add_kind_arguments(kind: _RegistryKind) -> None:
-    for command, handler in (("register", kind.on_register), ("unregister", kind.on_unregister)):
-        group = _GROUPS.get(command)
-        if handler is not None and group is not None:
-            group.add_argument(kind.flag, dest=kind.dest, metavar=kind.metavar, help=kind.help)
+    group = _GROUPS.get("register")
+    if kind.on_register is not None and group is not None:
+        group.add_argument(kind.flag, dest=kind.dest, metavar=kind.metavar, help=kind.help)
+    group = _GROUPS.get("unregister")
+    if kind.on_unregister is not None and group is not None:
+        group.add_argument(kind.flag, dest=kind.dest, nargs=kind.unregister_nargs,
+                           metavar=kind.unregister_metavar or kind.metavar, help=kind.help)
 
 
 # ------------------------------------------------------------------ parsers
