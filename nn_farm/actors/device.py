@@ -11,7 +11,9 @@ dict (failures are data), never as an exception, so a batch always returns.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -72,25 +74,30 @@ class DeviceWorker:
     _client: Any = field(default=None, init=False, repr=False)
     _uploaded: set = field(default_factory=set, init=False, repr=False)
     _health: DeviceHealth | None = field(default=None, init=False, repr=False)
+    _measure_lock: Any = field(default=None, init=False, repr=False)
+    _uploader: Any = field(default=None, init=False, repr=False)
+    _connect_lock: Any = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._health = DeviceHealth(self.device_id)
 
     # -- connection ------------------------------------------------------
     def _connect(self):
-        if self._client is None:
-            from nn_farm.farm.client import AgentClient
+        with self._connect_lock:
+            if self._client is None:
+                from nn_farm.farm.client import AgentClient
 
-            self._client = AgentClient(self.address, token=self.token, root_cert=self.root_cert)
-        return self._client
+                self._client = AgentClient(self.address, token=self.token, root_cert=self.root_cert)
+            return self._client
 
     def _drop(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.close()
-            except Exception:  # a broken channel may fail to close; it is gone either way
-                pass
-        self._client = None
+        with self._connect_lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # a broken channel may fail to close; it is gone either way
+                    pass
+            self._client = None
         # A restarted agent may have lost its cache.
         self._uploaded.clear()
 
@@ -114,6 +121,12 @@ class DeviceWorker:
                 wait = min(wait * 2, self.max_backoff_s)
 
     # -- work ------------------------------------------------------------
+    def _lock(self):
+        if self._measure_lock is None:
+            self._measure_lock = threading.Lock()
+            self._uploader = ThreadPoolExecutor(1, thread_name_prefix=f"upload-{self.device_id}")
+        return self._measure_lock
+
     def run_batch(self, items: list[dict], policy: dict | None = None) -> list[dict]:
         """Measure each item in turn on this device.
 
@@ -130,23 +143,37 @@ class DeviceWorker:
             ``attempted`` False.
         """
         pol = MeasurePolicy.from_dict(policy) if policy else None
+        lock = self._lock()
+        # Uploads run one item ahead in a background thread, so the device
+        # measures one model while the next one travels.
+        uploads = [self._uploader.submit(self._upload_quietly, item) for item in items]
         out: list[dict] = []
         unreachable = False
-        for item in items:
+        for item, upload in zip(items, uploads):
             if unreachable:
+                upload.cancel()
                 out.append(self._outcome(item, ErrorKind.AGENT_UNAVAILABLE,
                                          f"agent {self.address} unreachable", attempted=False))
                 continue
-            outcome = self._run_one(item, pol)
+            with lock:  # one measurement at a time, even across concurrent batches
+                outcome = self._run_one(item, pol, upload.result())
             unreachable = outcome["error_kind"] == ErrorKind.AGENT_UNAVAILABLE
             out.append(outcome)
         return out
 
-    def _run_one(self, item: dict, policy: MeasurePolicy | None) -> dict:
+    def _upload_quietly(self, item: dict) -> BaseException | None:
+        try:
+            self._ensure_uploaded(item)
+        except Exception as exc:  # reported by the measuring thread, as the item's outcome
+            return exc
+        return None
+
+    def _run_one(self, item: dict, policy: MeasurePolicy | None, upload_error: BaseException | None = None) -> dict:
         digest = item["digest"]
         started = time.perf_counter()
         try:
-            self._ensure_uploaded(item)
+            if upload_error is not None:
+                raise upload_error
             try:
                 m = self._profile(digest, item, policy)
             except ModelNotFound:
@@ -216,19 +243,24 @@ class DeviceWorker:
         return self.device_id
 
     def close(self) -> None:
+        if self._uploader is not None:
+            self._uploader.shutdown(wait=False, cancel_futures=True)
         self._drop()
 
 
 def device_actor_class():
     """The Ray actor class over :class:`DeviceWorker` (imports ray, so call it late).
 
-    The actor takes no CPU (it waits on gRPC) and runs one call at a time, so a
-    device never measures two models at once. Model bytes travel as nested
+    The actor takes no CPU (it waits on gRPC). It accepts two calls at once so
+    uploads overlap measurements, and its worker's lock keeps a device to one
+    measurement at a time. Model bytes travel as nested
     ObjectRefs and are fetched only when the agent lacks the model.
     """
     import ray
 
-    @ray.remote(num_cpus=0, max_concurrency=1)
+    # Two concurrent calls: the next batch's uploads overlap the current batch's
+    # measurements; a lock inside the worker still measures one model at a time.
+    @ray.remote(num_cpus=0, max_concurrency=2)
     class DeviceActor(DeviceWorker):
         def run_batch(self, items, policy=None):
             for item in items:

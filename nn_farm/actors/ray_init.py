@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 
@@ -22,6 +24,8 @@ def ray_environment(tmpdir: str | None = None) -> dict[str, str]:
         os.environ["RAY_TMPDIR"] = tmpdir
     elif "RAY_TMPDIR" not in os.environ:
         os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="nnfarm-ray-")
+        # Runs after Ray's own exit hook (registered later, so called earlier).
+        atexit.register(shutil.rmtree, os.environ["RAY_TMPDIR"], True)
     # Ray's own usage-stats prompt and upload are not wanted on farm hosts.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     return {k: os.environ[k] for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE", "RAY_TMPDIR")}

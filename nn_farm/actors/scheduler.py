@@ -41,6 +41,7 @@ from nn_farm.farm.policy import MeasurePolicy
 log = logging.getLogger(__name__)
 
 _CALIBRATION = -1  # the index of a calibration item inside a batch
+_INLINE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -58,6 +59,7 @@ class FarmDevice:
     consecutive_failures: int = 0
     device_s: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    first_done: float = 0.0
 
     @property
     def id(self) -> str:
@@ -424,7 +426,9 @@ class _Run:
             st.digest, st.format = digest_of(data), fmt
             if self._skip_if_done(index, st.digest, out):
                 continue
-            st.data_ref = ray.put(data)
+            # Small models ride inline in the actor call; big ones go through the
+            # object store once and are fetched only by an actor whose agent lacks them.
+            st.data_ref = data if len(data) <= _INLINE_BYTES else ray.put(data)
             self.ready.append(index)
 
     def _skip_if_done(self, index: int, digest: str, out: list) -> bool:
@@ -563,6 +567,8 @@ class _Run:
         st.attempts += 1
         m = o["measurement"]
         device.done += 1
+        if device.done == 1:
+            device.first_done = time.perf_counter()
         device.consecutive_failures = 0
         device.job_s = o["device_s"] if device.job_s == 0 else 0.8 * device.job_s + 0.2 * o["device_s"]
         self.farm.calibrator.count_job(device.id)
@@ -644,15 +650,15 @@ class _Run:
         return result
 
     def _throughput(self) -> str:
-        alive = [d for d in self.devices if d.done]
-        if not alive:
-            return ""
+        """Jobs per second per device, counted from each device's first result."""
         now = time.perf_counter()
-        rates = sorted(d.done / max(now - d.started, 1e-6) for d in alive)
+        rates = {d.id: (d.done - 1) / max(now - d.first_done, 1e-6) for d in self.devices if d.done > 1}
+        if not rates:
+            return ""
         if len(rates) <= 4:
-            return " ".join(f"{d.id[:14]}:{d.done / max(now - d.started, 1e-6):.1f}/s"
-                            for d in alive)
-        return f"{len(rates)} dev {rates[0]:.1f}-{rates[len(rates) // 2]:.1f}-{rates[-1]:.1f} job/s"
+            return " ".join(f"{name[:14]}:{rate:.1f}/s" for name, rate in rates.items())
+        r = sorted(rates.values())
+        return f"{len(r)} devices {r[0]:.1f}..{r[len(r) // 2]:.1f}..{r[-1]:.1f} job/s (min..median..max)"
 
 
 _GENERATE = None
