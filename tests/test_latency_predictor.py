@@ -190,3 +190,14 @@ def test_predictor_pickles_for_worker_processes(fixture_predictor, nets):
     clone = pickle.loads(pickle.dumps(fixture_predictor))
     assert clone.name == fixture_predictor.name
     assert clone.predict_many(nets[:5], "kernels") == fixture_predictor.predict_many(nets[:5], "kernels")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "mobilenet_v3_small",
+                                  "shufflenet_v2_x1_0"])
+def test_torchvision_models_are_fully_priced(fixture_predictor, name):
+    detail = fixture_predictor.predict_detail(name, "torchvision", [1, 3, 224, 224])
+    assert detail["n_unknown"] == 0, detail["unknown_kernels"]
+    assert detail["n_kernels"] > 20 and detail["latency_ms"] > 0
+    units = fixture_predictor.kernel_units(name, "torchvision", [1, 3, 224, 224])
+    assert fixture_predictor.predict(units, "kernels") == pytest.approx(detail["latency_ms"])
