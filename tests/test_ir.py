@@ -135,3 +135,14 @@ def test_predictor_ir_and_kernels_import_without_ray_or_builder():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_public_names_are_honest():
+    import nn_farm.predictor.ir as ir_pkg
+    import nn_farm.predictor.kernels as kernels_pkg
+
+    for pkg in (ir_pkg, kernels_pkg):
+        for name in pkg.__all__:
+            assert getattr(pkg, name) is not None, f"{pkg.__name__}.{name}"
+    assert set(kernels_pkg.__all__) >= {"detect_kernels", "load_fusion_rules", "FusionRules"}
+    assert set(ir_pkg.__all__) >= {"MODEL_TYPES", "IRGraph", "model_to_ir"}

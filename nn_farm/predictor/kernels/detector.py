@@ -34,6 +34,7 @@ KERNEL_NAMES = {
 
 _CONV_LIKE = frozenset({"conv", "dwconv", "maxpool", "avgpool"})
 _BINARY = frozenset({"add", "mul", "div", "sub"})
+_ONE_INPUT = frozenset({"hswish", "hsigmoid", "swish", "se", "gap", "channelshuffle"})
 
 
 def detect_kernels(ir: IRGraph, fusion_rules: FusionRules | dict | str | None = None) -> list[dict]:
@@ -101,8 +102,10 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], owner: dict[
         members = [m for n in block for m in g.members[n]]
         head = nodes[members[0]]["attr"]
         tail = nodes[members[-1]]["attr"]
-        inputs = head["input_shape"]
-        if ops[0] in _BINARY and len(inputs) == 1:
+        inputs = [shape for shape in head["input_shape"] if shape]  # nn-Meter IR lists scalars as []
+        if ops[0] in _ONE_INPUT:
+            inputs = inputs[:1]  # x only, not the constant of "x + 3" (as nn-Meter does)
+        elif ops[0] in _BINARY and len(inputs) == 1:
             # x + const: nn-Meter's feature code reads two input tensors
             inputs = [inputs[0], inputs[0]]
         outputs = tail["output_shape"]
