@@ -37,6 +37,7 @@ __all__ = [
     "save_package",
     "load_package",
     "is_package",
+    "read_manifest",
     "sha256_of",
 ]
 
