@@ -1,8 +1,10 @@
 """The agent end to end: a real gRPC server on loopback, real worker processes, real runtimes.
 
-Models are tiny conv networks made here: torch -> ONNX (onnxruntime, openvino),
-TorchScript (torch), Keras -> TFLite (litert, converted in a child process so
-tensorflow never loads in the test process).
+Models are tiny conv networks made here: torch -> ONNX (onnxruntime, openvino) and
+TorchScript (torch). For LiteRT the default tests use the bundled tiny conv network
+(scripts/make_bundled_models.py), because converting with tensorflow costs 10-40 s
+on a loaded host; the slow test converts a fresh Keras model (in a child process,
+so tensorflow never loads in the test process).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 import torch
@@ -22,7 +25,7 @@ from nn_farm.farm.agent import start_agent
 from nn_farm.farm.client import AgentClient, DeviceInfo
 from nn_farm.farm.devices import AgentConfig, DeviceConfig, default_devices
 from nn_farm.farm.policy import MeasurePolicy
-from nn_farm.farm.runtimes import RUNTIME_NAMES
+from nn_farm.farm.runtimes import RUNTIME_NAMES, bundled_model
 from nn_farm.farm.tensors import TensorSpec
 
 QUICK = MeasurePolicy.from_dict({"warmup_runs": 2, "warmup_s": 1e-6, "runs_exact": 20,
@@ -75,7 +78,7 @@ def make_tflite(path):
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     return {"onnxruntime": make_onnx(d / "net.onnx"), "openvino": d / "net.onnx",
-            "torch": make_torchscript(d / "net.pt"), "litert": make_tflite(d / "net.tflite")}
+            "torch": make_torchscript(d / "net.pt"), "litert": bundled_model("litert")}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +127,13 @@ def test_each_runtime_measures_a_conv_network(client, models, runtime):
     assert m.device["hostname"] and m.device["cpu_model"]
 
 
+@pytest.mark.slow
+def test_litert_measures_a_freshly_converted_keras_network(client, tmp_path):
+    path = make_tflite(tmp_path / "fresh.tflite")
+    m = client.profile(client.put_model(path), "host-cpu/litert", policy=QUICK)
+    assert m.runs == 20 and all(s > 0 for s in m.samples_ms) and m.device["delegate"]
+
+
 def test_speed_gated_measurement_keeps_its_probes(client, models):
     digest = client.put_model(models["onnxruntime"])
     policy = MeasurePolicy.from_dict({"warmup_runs": 2, "min_runs": 15, "min_s": 0.0, "max_runs": 40,
@@ -151,11 +161,11 @@ def test_a_model_is_uploaded_once(agent, client, tmp_path):
     assert reply.already_present
 
 
-def test_two_clients_on_one_device_are_serialised(agent, models):
-    policy = QUICK.replace(runs_exact=300)
+def test_two_clients_on_one_device_are_serialised(agent, client, models):
+    long = QUICK.replace(runs_exact=0, min_runs=1, min_s=1.5, max_s=1.5)
     results, failures = [], []
 
-    def run():
+    def run(policy):
         try:
             with AgentClient(agent.address, token="") as c:
                 digest = c.put_model(models["onnxruntime"])
@@ -163,16 +173,35 @@ def test_two_clients_on_one_device_are_serialised(agent, models):
         except Exception as exc:  # reported below; a thread cannot fail the test itself
             failures.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
+    first = threading.Thread(target=run, args=(long,))
+    first.start()
+    wait_for(lambda: device_health(client)["state"] == "busy")
+    others = [threading.Thread(target=run, args=(QUICK.replace(runs_exact=300),)) for _ in range(2)]
+    for t in others:
         t.start()
-    for t in threads:
+    # Both wait their turn while the first measures: the agent reports them queued.
+    wait_for(lambda: device_health(client)["queue_length"] == 2)
+    assert next(d for d in client.list_devices() if d.id == "host-cpu/onnxruntime").queue_length == 2
+    for t in [first, *others]:
         t.join(120)
     assert not failures
     spans = sorted((m.started_unix_s, m.finished_unix_s) for m in results)
     assert len(spans) == 3
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert end <= start, f"measurements overlap: {spans}"
+    assert device_health(client)["queue_length"] == 0
+
+
+def device_health(client, device_id="host-cpu/onnxruntime") -> dict:
+    return next(d for d in client.health()["devices"] if d["device_id"] == device_id)
+
+
+def wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
 
 
 def test_health_shows_live_workers(agent, client, models):

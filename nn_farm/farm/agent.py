@@ -97,9 +97,9 @@ class DeviceSlot:
         self._status_lock = threading.Lock()
         self.measurements = 0
         self.failures = 0
-        self._lock = threading.Lock()
-        self._count_lock = threading.Lock()
-        self.waiting = 0
+        self._turns = threading.Condition()
+        self._issued = self._serving = 0  # tickets handed out / done
+        self._busy = False
 
     def status(self) -> dict:
         """available, version, reason, as the device's own worker found them.
@@ -138,18 +138,25 @@ class DeviceSlot:
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
-        """Wait for this device (FIFO-ish via the lock), then hold it."""
-        with self._count_lock:
-            self.waiting += 1
-        try:
-            self._lock.acquire()
-        finally:
-            with self._count_lock:
-                self.waiting -= 1
+        """Wait for this device in arrival order (a ticket queue), then hold it."""
+        with self._turns:
+            ticket = self._issued
+            self._issued += 1
+            self._turns.wait_for(lambda: self._serving == ticket)
+            self._busy = True
         try:
             yield
         finally:
-            self._lock.release()
+            with self._turns:
+                self._busy = False
+                self._serving += 1
+                self._turns.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """Measurements queued behind the one running."""
+        with self._turns:
+            return self._issued - self._serving - int(self._busy)
 
     @property
     def state(self) -> str:
@@ -157,7 +164,7 @@ class DeviceSlot:
             return "unavailable"
         if self.worker.state == "starting":
             return "starting"
-        if self._lock.locked():
+        if self._busy:
             return "busy" if self.worker.state == "busy" else "restarting"
         return "idle"
 
