@@ -226,3 +226,43 @@ def test_bad_operator_inputs_name_the_problem():
         basic_fusion_specs("fc", "relu", {"HW": 8, "CIN": 4}, "torch")
     with pytest.raises(ConfigError, match="without '_'"):
         register_operator("my_op", "torch", Double)
+
+
+RULETEST_SMALL = {"HW": 8, "CIN": 8, "COUT": 8, "KERNEL_SIZE": 3, "STRIDES": 1,
+                  "POOL_STRIDES": 2, "SHAPE_1D": 16, "LAYERS_1D": ["fc"], "PADDING": "same"}
+
+
+def _default_pairs():
+    from nn_farm.builder.config import DEFAULT_BASIC_TESTCASES
+
+    return list(DEFAULT_BASIC_TESTCASES)
+
+
+# Pairs whose shapes change rank or layout between the two operators.
+TRICKY_PAIRS = ["reshape_fc", "fc_reshape", "concat_fc", "convtrans_reshape", "se_relu",
+                "reshape_reshape", "fc_concat", "avgpool_convtrans"]
+
+
+@pytest.mark.parametrize("case", TRICKY_PAIRS)
+def test_tricky_basic_pairs_torch(case, tmp_path):
+    op1, op2 = case.split("_")
+    for spec in basic_fusion_specs(op1, op2, RULETEST_SMALL, "torch").values():
+        check_torch(spec, tmp_path)
+
+
+def test_tricky_basic_pair_keras(tmp_path):
+    for spec in basic_fusion_specs("reshape", "fc", RULETEST_SMALL, "tensorflow").values():
+        check_keras(spec, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("implement", ["torch", "tensorflow"])
+def test_all_default_basic_pairs(implement, tmp_path):
+    """nn-Meter's 80 default pairs: every model builds, converts and runs."""
+    check = check_torch if implement == "torch" else check_keras
+    pairs = _default_pairs()
+    assert len(pairs) == 80
+    for case in pairs:
+        op1, op2 = case.split("_")
+        for spec in basic_fusion_specs(op1, op2, RULETEST_SMALL, implement).values():
+            check(spec, tmp_path)
