@@ -266,3 +266,18 @@ def test_all_default_basic_pairs(implement, tmp_path):
         op1, op2 = case.split("_")
         for spec in basic_fusion_specs(op1, op2, RULETEST_SMALL, implement).values():
             check(spec, tmp_path)
+
+
+def test_public_names_exist_and_import_is_light():
+    import subprocess
+    import sys
+
+    import nn_farm.builder.models as models
+
+    assert all(hasattr(models, name) for name in models.__all__)
+    assert all(hasattr(convert, name) for name in convert.__all__)
+    code = ("import sys, nn_farm.builder, nn_farm.builder.models, nn_farm.builder.convert; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'ray', 'openvino') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
