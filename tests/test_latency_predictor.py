@@ -201,3 +201,21 @@ def test_torchvision_models_are_fully_priced(fixture_predictor, name):
     assert detail["n_kernels"] > 20 and detail["latency_ms"] > 0
     units = fixture_predictor.kernel_units(name, "torchvision", [1, 3, 224, 224])
     assert fixture_predictor.predict(units, "kernels") == pytest.approx(detail["latency_ms"])
+
+
+def test_predict_many_leaves_the_garbage_collector_as_it_found_it(fixture_predictor, nets):
+    import gc
+
+    assert gc.isenabled()
+    fixture_predictor.predict_many(nets[:3], "kernels")
+    assert gc.isenabled()
+    strict = LatencyPredictor(fixture_predictor.package, on_unknown="raise")
+    with pytest.raises(UnknownKernelError):
+        strict.predict_many([[{"op": "sigmoid", "input_tensors": [[1, 7, 7, 8]]}]], "kernels")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        fixture_predictor.predict_many(nets[:3], "kernels")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
