@@ -8,12 +8,16 @@ Reads .onnx, or IR (.xml with its .bin next to it).
 
 from __future__ import annotations
 
+import functools
+
 from nn_farm.errors import DeviceUnavailable
 from nn_farm.farm.runtimes.base import Runtime, RuntimeStatus, Session, validate
 from nn_farm.farm.tensors import TensorSpec, random_array, resolve_inputs
 
 
+@functools.cache
 def _core():
+    # One Core per process, as OpenVINO intends: it caches plugins and devices.
     import openvino as ov
 
     return ov, ov.Core()
