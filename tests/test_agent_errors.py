@@ -33,7 +33,8 @@ def onnx_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
     devices = (DeviceConfig(ORT, "cpu-ort", "onnxruntime", {"intra_op_threads": 1}),
-               DeviceConfig("cpu/npu", "npu", "openvino", {"device": "NPU"}))
+               DeviceConfig("cpu/npu", "npu", "openvino", {"device": "NPU"}),
+               DeviceConfig("cpu/ort-core0", "cpu-ort", "onnxruntime", cpu_affinity=(0,)))
     config = AgentConfig(port=0, cache_dir=str(tmp_path_factory.mktemp("cache")), devices=devices,
                          max_upload_bytes=200_000)
     running = start_agent(config, warm=True)
@@ -204,3 +205,15 @@ def test_bad_policy_and_bad_input_shape(client, onnx_model):
     with pytest.raises(errors.InvalidModel, match="nope"):
         client.profile(digest, ORT, inputs=[TensorSpec("nope", (1, 3, 16, 16))], policy=QUICK)
     still_serving(client, onnx_model)
+
+
+def test_device_cpu_affinity_pins_the_measurement(client, onnx_model):
+    digest = client.put_model(onnx_model)
+    m = client.profile(digest, "cpu/ort-core0", policy=QUICK)
+    assert m.device["cpu_affinity"] == [0] and m.policy.cpu_affinity == (0,)
+    if len(os.sched_getaffinity(0)) > 1:
+        other = max(os.sched_getaffinity(0))
+        m = client.profile(digest, "cpu/ort-core0", policy=QUICK.replace(cpu_affinity=(other,)))
+        assert m.device["cpu_affinity"] == [other]  # a policy's own affinity wins
+    with pytest.raises(errors.PolicyError, match="cpu_affinity"):
+        client.profile(digest, "cpu/ort-core0", policy=QUICK.replace(cpu_affinity=(4096,)))
