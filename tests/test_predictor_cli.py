@@ -162,6 +162,8 @@ def test_get_ir_then_predict_from_onnx_and_from_ir_agree(home, tmp_path, capsys)
     assert code == 0 and ir_path.is_file()
     nodes = json.loads(ir_path.read_text())
     assert all({"inbounds", "outbounds", "attr"} <= set(n) for n in nodes.values())
+    code, out, _ = run(capsys, "get_ir", "--onnx", str(TINY_ONNX))
+    assert code == 0 and json.loads(out) == nodes
     code, out, _ = run(capsys, "predict", "--predictor", "synthetic-fixture", "--onnx",
                        str(TINY_ONNX), "--json", "--detail")
     assert code == 0

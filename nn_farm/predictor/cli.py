@@ -345,7 +345,7 @@ def _cmd_get_ir(args) -> int:
         ir.save(args.output)
         print(f"wrote {args.output} ({len(ir.nodes)} nodes)")
     else:
-        print(ir.to_json())
+        print(json.dumps(ir.to_json(), indent=1))
     if ir.unknown_ops:
         print(f"note: ops kept as unknown nodes: {sorted(set(ir.unknown_ops))}", file=sys.stderr)
     return 0
