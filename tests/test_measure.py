@@ -203,3 +203,20 @@ def test_impossible_affinity_is_a_policy_error():
     with pytest.raises(PolicyError, match="cpu_affinity"):
         measure_file("onnxruntime", str(bundled_model("onnxruntime")),
                      policy=MeasurePolicy(runs_exact=1, cpu_affinity=(4096,)))
+
+
+@pytest.mark.slow
+def test_stability_benchmark_runs_and_ends_with_json(tmp_path):
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "measure_stability.py"
+    out = subprocess.run([sys.executable, str(script), "--models", "1", "--min-s", "0.05",
+                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["models"] == 1
+    for mode in ("gated", "ungated"):
+        assert summary[f"{mode}_median_rel_diff"] >= 0 and summary[f"{mode}_p90_rel_diff"] >= 0
