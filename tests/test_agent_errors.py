@@ -217,3 +217,15 @@ def test_device_cpu_affinity_pins_the_measurement(client, onnx_model):
         assert m.device["cpu_affinity"] == [other]  # a policy's own affinity wins
     with pytest.raises(errors.PolicyError, match="cpu_affinity"):
         client.profile(digest, "cpu/ort-core0", policy=QUICK.replace(cpu_affinity=(4096,)))
+
+
+def test_an_agent_that_is_gone_is_agent_unavailable(tmp_path):
+    config = AgentConfig(port=0, cache_dir=str(tmp_path), devices=(DeviceConfig("x", "x", "onnxruntime"),))
+    running = start_agent(config)
+    address = running.address
+    running.stop()
+    with AgentClient(address, token="", timeout_s=10) as c:
+        with pytest.raises(errors.AgentUnavailable, match=address):
+            c.list_devices()
+        with pytest.raises(errors.AgentUnavailable):
+            c.profile(hashlib.sha256(b"m").hexdigest(), "x")

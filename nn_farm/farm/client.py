@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -31,6 +32,8 @@ from nn_farm.farm._proto import farm_pb2_grpc as pb_grpc
 from nn_farm.farm.measurement import Measurement, identity_from_proto
 
 CHUNK_BYTES = 1 << 20
+_IDEMPOTENT = {"ListDevices", "HasModel", "Health"}
+_RETRY_DELAYS_S = (0.2, 1.0)
 _MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES
 _ERROR_KIND_KEY = "nn-farm-error"  # trailing metadata set by the agent
 
@@ -139,10 +142,17 @@ class AgentClient:
     # -- the one boundary -----------------------------------------------------------------------
     def _call(self, method: str, request, *, timeout_s: float | None = None, device_id: str | None = None,
               digest: str | None = None):
-        try:
-            return getattr(self._stub, method)(request, timeout=timeout_s, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise _translate(exc, self.address, device_id, digest) from exc
+        # Reads are retried while the agent is unreachable (it may be restarting); uploads
+        # and measurements are not, since a retry could repeat work the agent already did.
+        attempts = 1 + len(_RETRY_DELAYS_S) if method in _IDEMPOTENT else 1
+        for attempt in range(attempts):
+            try:
+                return getattr(self._stub, method)(request, timeout=timeout_s, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
+                    time.sleep(_RETRY_DELAYS_S[attempt])
+                    continue
+                raise _translate(exc, self.address, device_id, digest) from exc
 
     # -- API -----------------------------------------------------------------------------------
     def list_devices(self) -> list[DeviceInfo]:
