@@ -163,3 +163,44 @@ def test_bad_inputs_name_what_is_wrong(tmp_path, torch_net):
     cut.write_bytes(data[:200])
     with pytest.raises(ConversionError, match="cut.tflite"):
         model_to_ir(cut, "tflite")
+
+
+@pytest.fixture(scope="module")
+def keras_mobilenet_v2():
+    from nn_farm._compat import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    return keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
+
+
+def test_keras_mobilenet_v2_keeps_its_batchnorms(keras_mobilenet_v2):
+    # Keras' MobileNetV2 with its BatchNormalization layers (a layer walk does not
+    # fold them): Conv1 conv-bn-relu6; 16 expand convs conv-bn-relu6; Conv_1 conv-bn-relu6
+    # -> 18. 17 depthwise dw-bn-relu6, 17 project conv-bn, 10 residual adds (as in
+    # torchvision's). keras.applications pads explicitly (ZeroPadding2D) before the
+    # four stride-2 depthwise convs (blocks 1, 3, 6, 13) -> 4 pad kernels. The head's
+    # Dense(softmax) gives fc and a Softmax op that no kernel model covers (reported).
+    ir = model_to_ir(keras_mobilenet_v2, "keras")
+    assert ir.unknown_ops == ["Softmax"]
+    counts = {}
+    for k in detect_kernels(ir):
+        counts[k["op"]] = counts.get(k["op"], 0) + 1
+    assert counts == {"conv-bn-relu6": 18, "dwconv-bn-relu6": 17, "conv-bn": 17, "add": 10, "pad": 4,
+                      "global-avgpool": 1, "fc": 1, "Softmax": 1}
+
+
+@pytest.mark.slow
+def test_keras_mobilenet_v2_as_tflite(keras_mobilenet_v2, tmp_path):
+    # TF's converter folds every BN into its conv and the explicit pads into the
+    # convs' padding: the same network as torchvision's ONNX export.
+    import tensorflow as tf
+
+    path = tmp_path / "mbv2.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras_mobilenet_v2).convert())
+    counts = {}
+    for k in detect_kernels(model_to_ir(path, "tflite")):
+        counts[k["op"]] = counts.get(k["op"], 0) + 1
+    assert counts == {"conv-relu6": 18, "dwconv-relu6": 17, "conv": 17, "add": 10,
+                      "global-avgpool": 1, "fc": 1, "Softmax": 1}

@@ -145,6 +145,8 @@ def keras_to_ir(model) -> IRGraph:
             ir.add_node(an, t, [out_shape] * len(inb), [out_shape], {}, list(dict.fromkeys(inb)))
             prev = an
         last[layer.name] = prev
+    # layers and activations we could name but that no kernel covers (Softmax)
+    unknown += [t for t in ir.op_types() if t not in ALIASES and t not in unknown]
     if unknown:
         log.warning("%s: Keras layers not understood, kept as typed nodes: %s", source, unknown)
     ir.unknown_ops = unknown

@@ -40,6 +40,7 @@ _TYPES = {
     "SQUEEZE": "Squeeze",
     "TRANSPOSE": "Transpose",
     "PAD": "Pad",
+    "SOFTMAX": "Softmax",  # no nn-Meter kernel: stays an unknown op, in TF's spelling
     "DEQUANTIZE": "Identity",
     "QUANTIZE": "Identity",
 }
