@@ -196,3 +196,28 @@ def test_simulated_runtime_is_separate_and_sleeps(tmp_path):
 def test_public_names_exist():
     for name in runtimes.__all__:
         assert hasattr(runtimes, name), name
+
+
+def test_tensor_spec_wire_form_and_bad_values():
+    spec = TensorSpec("x", [1, 3, 8, 8], "int64")
+    assert TensorSpec.from_proto(spec.to_proto()) == spec
+    assert TensorSpec.from_dict(spec.to_dict()) == spec
+    from nn_farm.farm._proto import farm_pb2 as pb
+
+    assert TensorSpec.from_proto(pb.TensorSpec(name="y", shape=[2])).dtype == "float32"
+    with pytest.raises(InvalidModel, match="'x'.*positive"):
+        TensorSpec("x", (1, 0))
+    with pytest.raises(InvalidModel, match="dtype 'floaty'"):
+        TensorSpec("x", (1,), "floaty")
+
+
+def test_importing_runtimes_loads_no_runtime_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, nn_farm.farm.runtimes as r, nn_farm.farm.measure\n"
+            "[r.get_runtime(n) for n in (*r.RUNTIME_NAMES, 'simulated')]\n"
+            "print(sorted(m for m in ('torch', 'tensorflow', 'openvino', 'onnxruntime', 'ai_edge_litert')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
