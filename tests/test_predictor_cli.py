@@ -189,3 +189,20 @@ def test_truncated_onnx_is_a_clear_error_and_other_models_still_predict(home, tm
     assert good["latency_ms"] > 0
     assert "ConversionError" in bad["error"] and "truncated.onnx" in bad["error"]
     assert "truncated.onnx" in err
+
+
+def test_tflite_and_onnx_of_one_network_price_the_same_kernels(home, capsys):
+    run(capsys, "register", "--predictor", str(FIXTURE))
+    tflite = ROOT / "nn_farm/farm/data/tiny_convnet.tflite"
+    code, out, _ = run(capsys, "predict", "--predictor", "synthetic-fixture", "--tflite",
+                       str(tflite), "--json", "--detail")
+    assert code == 0
+    from_tflite = json.loads(out)
+    code, out, _ = run(capsys, "predict", "--predictor", "synthetic-fixture", "--onnx",
+                       str(TINY_ONNX), "--json", "--detail")
+    from_onnx = json.loads(out)
+    assert from_tflite["latency_ms"] > 0
+    assert [k["type"] for k in from_tflite["kernels"]] == [k["type"] for k in from_onnx["kernels"]]
+    # whatever TFLite adds (an explicit Pad) is listed, not priced as 0 ms silently
+    assert from_tflite["n_unknown"] == len(from_tflite["unknown_kernels"])
+    assert all(u["reason"] for u in from_tflite["unknown_kernels"])
