@@ -4,8 +4,8 @@
 
 One measurement, with speed gating on (the default):
 
-    1. wait for calm: the speed probe reads fast several times in a row
-       (at most ``speed_gate.calm_wait_s``);
+    1. wait for calm: the speed probe reads fast for a short period
+       (see :meth:`SpeedProbe.wait_for_calm`; at most ``speed_gate.calm_wait_s``);
     2. warm up: ``warmup_runs`` runs and at least ``warmup_s``;
     3. sample: time one run, then one probe, until ``min_runs`` and ``min_s``
        are both reached, or ``max_runs`` or ``max_s`` is (``runs_exact``: exactly
@@ -15,7 +15,7 @@ One measurement, with speed gating on (the default):
        time is at least ``(1 - tolerance)`` of its wall time): the probe is too
        short to see another process taking the core in the middle of a run;
     4. if fewer than ``min_fast`` runs so far are fast, wait for calm again and
-       do another attempt (2-3), up to ``max_attempts``; runs accumulate.
+       do another attempt (1-3), up to ``max_attempts``; runs accumulate.
 
 Statistics are over the kept runs (all runs when gating is off). A measurement
 still short of ``min_fast`` fast runs after every attempt is reported with
