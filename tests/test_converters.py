@@ -204,3 +204,10 @@ def test_keras_mobilenet_v2_as_tflite(keras_mobilenet_v2, tmp_path):
         counts[k["op"]] = counts.get(k["op"], 0) + 1
     assert counts == {"conv-relu6": 18, "dwconv-relu6": 17, "conv": 17, "add": 10,
                       "global-avgpool": 1, "fc": 1, "Softmax": 1}
+
+
+def test_dynamic_batch_is_taken_as_one(torch_net, tmp_path):
+    path = tmp_path / "dynamic.onnx"
+    torch.onnx.export(torch_net, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    assert signature(model_to_ir(path, "onnx")) == EXPECTED

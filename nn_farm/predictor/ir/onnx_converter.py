@@ -94,11 +94,27 @@ def onnx_model_to_ir(model, source: str = "<onnx.ModelProto>", skimmed: bool = F
 
     if not skimmed:
         model = _skeleton(model)
+    _fix_dynamic_dims(model)
     try:
         inferred = infer_shapes(model)
     except Exception as exc:  # onnx raises several kinds (InferenceError, RuntimeError)
         raise ConversionError(f"{source}: ONNX shape inference failed: {exc}") from exc
     return _Walker(inferred.graph, source, onnx).run()
+
+
+def _fix_dynamic_dims(model) -> None:
+    """Give symbolic input dims (a dynamic batch ``N``) the size 1, in place.
+
+    Latency is predicted for one concrete shape; a symbolic dim would leave every
+    downstream shape unknown. ``model`` is always our own copy (skimmed or skeleton).
+    """
+    inits = {i.name for i in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1
 
 
 def _skeleton(model):

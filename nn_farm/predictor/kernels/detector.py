@@ -102,13 +102,13 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], owner: dict[
         members = [m for n in block for m in g.members[n]]
         head = nodes[members[0]]["attr"]
         tail = nodes[members[-1]]["attr"]
-        inputs = [shape for shape in head["input_shape"] if shape]  # nn-Meter IR lists scalars as []
+        inputs = [shape for shape in head.get("input_shape") or [] if shape]  # nn-Meter IR lists scalars as []
         if ops[0] in _ONE_INPUT:
             inputs = inputs[:1]  # x only, not the constant of "x + 3" (as nn-Meter does)
         elif ops[0] in _BINARY and len(inputs) == 1:
             # x + const: nn-Meter's feature code reads two input tensors
             inputs = [inputs[0], inputs[0]]
-        outputs = tail["output_shape"]
+        outputs = tail.get("output_shape") or [[]]
         if op == "global-avgpool" and len(inputs[0]) == 4 and len(outputs[0]) == 2:
             # [n, c] (keepdims=False, or a Flatten absorbed) is the same kernel as
             # [n, 1, 1, c]: report one form so every converter's model agrees
