@@ -54,7 +54,6 @@ class _RegistryKind:
 
 
 _KINDS: dict[str, _RegistryKind] = {}
-_PARSERS: dict[str, argparse.ArgumentParser] = {}
 _GROUPS: dict[str, argparse._MutuallyExclusiveGroup] = {}
 
 
@@ -189,7 +188,6 @@ def register(subparsers) -> None:
     u.add_argument("--predictor-version", metavar="V", help="only this version (default: all)")
     u.set_defaults(func=_cmd_unregister)
 
-    _PARSERS.update(register=r, unregister=u)
     _GROUPS.update(register=rg, unregister=ug)
     for kind in _KINDS.values():
         _add_kind_arguments(kind)
