@@ -17,6 +17,7 @@ from nn_farm.builder.sampling import (
     inverse_cdf_sample,
     sample_kernel_configs,
     snap,
+    zoo_cost_limit,
 )
 from nn_farm.errors import UnknownKernelError
 from nn_farm.predictor.kernel_specs import KERNEL_SPECS, KERNEL_TYPES
@@ -180,3 +181,32 @@ def test_finegrained_even_channels_stay_even_and_in_range():
     new = finegrained_configs("channelshuffle", [{"HW": 28, "CIN": 10}], 20, seed=0)
     # Even counts in [4, 12] other than 10.
     assert sorted(c["CIN"] for c in new) == [4, 6, 8, 12]
+
+
+@pytest.mark.parametrize("kernel_type", ["conv-bn-relu", "dwconv-bn-relu", "fc", "concat",
+                                         "maxpool", "relu", "se"])
+def test_sampled_configs_stay_within_the_zoo_cost_envelope(kernel_type):
+    # nn-Meter's independent columns make 224x224x579 -> 402 7x7 convs (570 GMAC);
+    # nothing sampled may cost more than the costliest layer of a real model.
+    configs = sample_kernel_configs(kernel_type, 1000, seed=9)
+    c = {k: np.array([x[k] for x in configs], dtype=np.float64) for k in configs[0]}
+    if kernel_type.startswith("conv"):
+        p = load_prior("conv")
+        cost = (c["HW"] / c["STRIDES"]) ** 2 * c["CIN"] * c["COUT"] * c["KERNEL_SIZE"] ** 2
+        zoo = (p["input_h"] / p["stride"]) ** 2 * p["cin"] * p["cout"] * p["ks"] ** 2 / p["groups"]
+    elif kernel_type.startswith("dwconv"):
+        p = load_prior("dwconv")
+        cost = (c["HW"] / c["STRIDES"]) ** 2 * c["CIN"] * c["KERNEL_SIZE"] ** 2
+        zoo = (p["input_h"] / p["stride"]) ** 2 * p["cin"] * p["ks"] ** 2
+    elif kernel_type == "fc":
+        p = load_prior("fc")
+        cost, zoo = c["CIN"] * c["COUT"], p["cin"] * p["cout"]
+    elif kernel_type == "concat":
+        p = load_prior("concat")
+        cost = c["HW"] ** 2 * (c["CIN1"] + c["CIN2"] + c["CIN3"] + c["CIN4"])
+        zoo = p["input_h"] ** 2 * p["cin_total"]
+    else:
+        p = load_prior({"maxpool": "pooling", "se": "se"}.get(kernel_type, "conv"))
+        cost, zoo = c["HW"] ** 2 * c["CIN"], p["input_h"].astype(float) ** 2 * p["cin"]
+    assert cost.max() <= zoo.max()
+    assert zoo_cost_limit(kernel_type) == pytest.approx(zoo.max())

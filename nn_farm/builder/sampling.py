@@ -15,6 +15,14 @@ sizes and strides are drawn rather than copied row by row, every config is uniqu
 (nn-Meter returns duplicates and then measures them twice), fine-grained samples
 exclude the configs they surround, and every sampler takes a ``seed``.
 
+nn-Meter draws each column independently, so it pairs 224x224 maps with 600
+channels and 7x7 kernels: a 500-GMAC convolution, 300 times the costliest layer of
+any zoo model, which runs for minutes per inference and teaches the predictor
+nothing a real model needs. Here a config costlier than the costliest zoo layer of
+its family (:func:`zoo_cost_limit`; MACs for conv, dwconv and fc, tensor volume for
+the rest) is redrawn. Marginals shift a little toward small maps with many
+channels, which is where real models are.
+
 As in nn-Meter, part of the conv, dwconv and HW/CIN samples draw spatial size,
 kernel size and stride from a few frequent settings (:data:`FREQUENT_SETTINGS`),
 because those configs carry most of a real model's latency.
@@ -47,6 +55,7 @@ __all__ = [
     "FINEGRAINED_RANGE",
     "inverse_cdf_sample",
     "snap",
+    "zoo_cost_limit",
     "sample_kernel_configs",
     "finegrained_configs",
 ]
@@ -260,6 +269,86 @@ _TYPE_SAMPLERS: dict[str, Callable] = {
 }
 
 
+# ---------------------------------------------------------------- cost envelope
+# Cost of configs (arrays of columns) and of zoo layers (prior columns), per family:
+# multiply-accumulates for conv / dwconv / fc, tensor volume for everything else.
+
+
+def _conv_cost(c):
+    return (c["HW"] / c["STRIDES"]) ** 2 * c["CIN"] * c["COUT"] * c["KERNEL_SIZE"] ** 2
+
+
+def _dwconv_cost(c):
+    return (c["HW"] / c["STRIDES"]) ** 2 * c["CIN"] * c["KERNEL_SIZE"] ** 2
+
+
+def _volume(c):
+    return c["HW"].astype(np.float64) ** 2 * c["CIN"]
+
+
+def _concat_volume(c):
+    return c["HW"].astype(np.float64) ** 2 * sum(c[f"CIN{i}"] for i in range(1, 5))
+
+
+def _fc_cost(c):
+    return c["CIN"].astype(np.float64) * c["COUT"]
+
+
+def _zoo_conv():
+    p = load_prior("conv")
+    return (p["input_h"] / p["stride"]) ** 2 * p["cin"] * p["cout"] * p["ks"] ** 2 / p["groups"]
+
+
+def _zoo_dwconv():
+    p = load_prior("dwconv")
+    return (p["input_h"] / p["stride"]) ** 2 * p["cin"] * p["ks"] ** 2
+
+
+def _zoo_volume(family, channels="cin"):
+    def volume():
+        p = load_prior(family)
+        return p["input_h"].astype(np.float64) ** 2 * p[channels]
+
+    return volume
+
+
+def _zoo_fc():
+    p = load_prior("fc")
+    return p["cin"].astype(np.float64) * p["cout"]
+
+
+# family or kernel type -> (cost of sampled configs, costs of the zoo's layers)
+_COSTS = {
+    "conv": (_conv_cost, _zoo_conv),
+    "dwconv": (_dwconv_cost, _zoo_dwconv),
+    "pool": (_volume, _zoo_volume("pooling")),
+    "fc": (_fc_cost, _zoo_fc),
+    "concat": (_concat_volume, _zoo_volume("concat", "cin_total")),
+    "add": (_volume, _zoo_volume("conv")),
+    "hw_cin": (_volume, _zoo_volume("conv")),
+    "se": (_volume, _zoo_volume("se")),
+}
+
+
+def _cost_pair(kernel_type: str):
+    spec = _spec(kernel_type)
+    if spec is None:
+        raise UnknownKernelError(f"no kernel spec for kernel type {kernel_type!r}")
+    return _COSTS.get(kernel_type) or _COSTS[spec.family]
+
+
+def zoo_cost_limit(kernel_type: str) -> float:
+    """The costliest zoo layer of a kernel's family: sampled configs stay at or below it.
+
+    Returns:
+        MACs (conv, dwconv, fc) or tensor volume H*W*C (other kernels).
+
+    Raises:
+        UnknownKernelError: not a builtin kernel type.
+    """
+    return float(_cost_pair(kernel_type)[1]().max())
+
+
 # ---------------------------------------------------------------- public API
 
 
@@ -305,6 +394,8 @@ def sample_kernel_configs(kernel_type: str, n: int, seed: int | None = None) -> 
     if spec is None:
         return _custom_prior(kernel_type, n, rng)
     sampler = _TYPE_SAMPLERS.get(kernel_type) or _FAMILY_SAMPLERS[spec.family]
+    cost, _ = _cost_pair(kernel_type)
+    limit = zoo_cost_limit(kernel_type)
     keys = spec.config_keys
     seen: set = set()
     out: list[dict] = []
@@ -314,7 +405,7 @@ def sample_kernel_configs(kernel_type: str, n: int, seed: int | None = None) -> 
         # Draw a little more than missing, so duplicates rarely cost a whole round.
         want = max(16, int(1.5 * (n - len(out))))
         columns = sampler(want, rng)
-        rows = np.column_stack([columns[k] for k in keys])
+        rows = np.column_stack([columns[k] for k in keys])[cost(columns) <= limit]
         _dedupe((dict(zip(keys, row)) for row in rows), keys, seen, out, n)
     return out
 
