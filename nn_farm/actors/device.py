@@ -269,6 +269,12 @@ def device_actor_class():
                     item["data"] = lambda ref=data: ray.get(ref)
             return super().run_batch(items, policy)
 
+        def pid(self) -> int:
+            """The actor's process id (tests kill a whole "host": node and actor processes)."""
+            import os
+
+            return os.getpid()
+
         def node_id(self) -> str:
             """The Ray node this actor runs on (placement checks)."""
             return ray.get_runtime_context().get_node_id()
