@@ -274,3 +274,12 @@ def test_global_pooling_as_two_reduce_means():
     kernels = detect_kernels(ir)
     assert [k["op"] for k in kernels] == ["global-avgpool", "fc"]
     assert kernels[0]["inputh"] == 7 and kernels[0]["inputw"] == 7 and kernels[0]["cin"] == 32
+
+
+def test_blocks_that_read_the_model_input_itself():
+    # x * sigmoid(x) straight on the graph input is a swish ...
+    ir = _chain([("s", "Sigmoid", ["x"], {}), ("m", "Mul", ["x", "s"], {})])
+    assert [k["op"] for k in detect_kernels(ir)] == ["swish"]
+    # ... but sigmoid(x) * 2 is not
+    ir = _chain([("s", "Sigmoid", ["x"], {}), ("m", "Mul", ["s"], {})])
+    assert [k["op"] for k in detect_kernels(ir)] == ["sigmoid", "mul"]

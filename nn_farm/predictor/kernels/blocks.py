@@ -109,9 +109,9 @@ def _dedup(xs: list) -> list:
 
 def _match(g: WorkGraph, anchor: str, pattern: Pattern) -> list[str] | None:
     ins = g.ins[anchor]
-    if len(ins) > 1:
+    if len(ins) != 1:
         return None
-    x = ins[0] if ins else None  # None: the block reads the graph input itself
+    x = ins[0]
     bound = {pattern[0][0]: anchor}
     used = {anchor}
 
@@ -119,11 +119,8 @@ def _match(g: WorkGraph, anchor: str, pattern: Pattern) -> list[str] | None:
         if k == len(pattern):
             return _closed(g, bound, pattern)
         pid, ops, pins = pattern[k]
-        want = {x if p == "x" else bound[p] for p in pins} - {None}
-        via = [p for p in pins if p != "x" or x is not None]
-        if not via:
-            return False
-        first = via[0]
+        want = {x if p == "x" else bound[p] for p in pins}
+        first = pins[0]
         for cand in g.outs[x if first == "x" else bound[first]]:
             if cand in used or g.op[cand] not in ops or set(g.ins[cand]) != want:
                 continue
@@ -153,11 +150,12 @@ def fuse_blocks(g: WorkGraph, no_kernel: frozenset) -> None:
 
     Channel shuffles are matched first because they are made of reshapes; then
     reshapes and identities are bypassed, so the other patterns see through a
-    Flatten between a pooling and an fc.
+    Flatten between a pooling and an fc. Graph inputs (placeholders) stay, as the
+    ``x`` that a block reading the model input hangs from; they become no kernel.
     """
     _apply(g, PATTERNS[:1])
     for n in g.live_order():
-        if g.op[n] in no_kernel:
+        if g.op[n] in no_kernel and g.ins[n]:  # graph inputs stay: blocks anchor on them
             g.bypass(n)
     _apply(g, PATTERNS[1:])
 

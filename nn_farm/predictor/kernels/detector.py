@@ -71,7 +71,7 @@ def _basic_blocks(g: WorkGraph, rules: FusionRules) -> tuple[list[list[str]], di
     owner: dict[str, int] = {}
     blocks: list[list[str]] = []
     for n in g.live_order():
-        if n in owner:
+        if n in owner or g.op[n] in NO_KERNEL:  # a graph input: no work
             continue
         block = [n]
         types = [g.op[n]]
@@ -109,7 +109,7 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], owner: dict[
             # x + const: nn-Meter's feature code reads two input tensors
             inputs = [inputs[0], inputs[0]]
         outputs = tail.get("output_shape") or [[]]
-        if op == "global-avgpool" and len(inputs[0]) == 4 and len(outputs[0]) == 2:
+        if op == "global-avgpool" and inputs and len(inputs[0]) == 4 and len(outputs[0]) == 2:
             # [n, c] (keepdims=False, or a Flatten absorbed) is the same kernel as
             # [n, 1, 1, c]: report one form so every converter's model agrees
             outputs = [[outputs[0][0], 1, 1, outputs[0][1]]]
@@ -127,8 +127,8 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], owner: dict[
         if inputs:
             first = inputs[0]
             if len(first) == 4:
-                # global-avgpool included: its real input size, not the 1x1 it
-                # produces (nn-Meter's TF Mean+Reshape path lost it)
+                # global-avgpool included: the H x W it averages over, not the
+                # 1 x 1 it produces (nn-Meter's feature code used a fixed 1 here)
                 kernel["inputh"], kernel["inputw"] = first[1], first[2]
             if first:
                 kernel["cin"] = first[-1]
@@ -140,10 +140,10 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], owner: dict[
     for idx, k in enumerate(kernels):
         ins, outs = [], []
         for n in blocks[idx]:
-            for b in (owner[s] for s in g.ins[n]):
+            for b in (owner[s] for s in g.ins[n] if s in owner):
                 if b != idx and kernels[b]["name"] not in ins:
                     ins.append(kernels[b]["name"])
-            for b in (owner[o] for o in g.outs[n]):
+            for b in (owner[o] for o in g.outs[n] if o in owner):
                 if b != idx and kernels[b]["name"] not in outs:
                     outs.append(kernels[b]["name"])
         k["inbounds"], k["outbounds"] = ins, outs
