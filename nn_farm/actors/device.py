@@ -80,6 +80,8 @@ class DeviceWorker:
 
     def __post_init__(self) -> None:
         self._health = DeviceHealth(self.device_id)
+        self._measure_lock = threading.Lock()
+        self._uploader = ThreadPoolExecutor(1, thread_name_prefix="nnfarm-upload")
 
     # -- connection ------------------------------------------------------
     def _connect(self):
@@ -121,12 +123,6 @@ class DeviceWorker:
                 wait = min(wait * 2, self.max_backoff_s)
 
     # -- work ------------------------------------------------------------
-    def _lock(self):
-        if self._measure_lock is None:
-            self._measure_lock = threading.Lock()
-            self._uploader = ThreadPoolExecutor(1, thread_name_prefix=f"upload-{self.device_id}")
-        return self._measure_lock
-
     def run_batch(self, items: list[dict], policy: dict | None = None) -> list[dict]:
         """Measure each item in turn on this device.
 
@@ -143,7 +139,7 @@ class DeviceWorker:
             ``attempted`` False.
         """
         pol = MeasurePolicy.from_dict(policy) if policy else None
-        lock = self._lock()
+        lock = self._measure_lock
         # Uploads run one item ahead in a background thread, so the device
         # measures one model while the next one travels.
         uploads = [self._uploader.submit(self._upload_quietly, item) for item in items]

@@ -1,7 +1,9 @@
 """Starting or joining Ray with this project's quirks handled in one place.
 
 - ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: nodes bind loopback; without it a
-  multi-node cluster on 127.0.0.1 hangs on these machines.
+  multi-node cluster on 127.0.0.1 hangs on these machines. Only for a Ray that
+  lives on one machine: a node started with it advertises 127.0.0.1, so real
+  multi-host clusters must not set it (cluster.yaml does not).
 - ``RAY_AUTH_MODE``: set explicitly ("disabled" for a cluster we start
   ourselves) so an inherited setting does not lock us out of our own cluster.
 - ``RAY_TMPDIR``: a private directory per session when we start Ray, so two
@@ -45,10 +47,10 @@ def init_ray(address: str | None = None, **kwargs) -> None:
     if ray.is_initialized():
         return
     if address is None and not os.environ.get("RAY_ADDRESS"):
+        # One machine: loopback everything. Joining a real cluster leaves the
+        # variable alone, because 0 makes a node advertise 127.0.0.1.
         ray_environment()
         kwargs.setdefault("include_dashboard", False)
-    else:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     kwargs.setdefault("log_to_driver", False)
     ray.init(address=address, **kwargs)
 

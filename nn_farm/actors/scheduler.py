@@ -338,6 +338,7 @@ class _Run:
         self.finished = 0
         self.measured = 0
         self.calibrating: set[str] = set()
+        self.owner: dict[Any, FarmDevice] = {}  # in-flight batch -> its device
         self.gen_limit = 4
         now = time.perf_counter()
         for d in self.devices:
@@ -364,7 +365,7 @@ class _Run:
                 if not any(d.alive for d in self.devices):
                     self._fail_rest(out)
                 self._dispatch()
-                waiting = [ref for d in self.devices for ref, _ in d.inflight] + list(self.generating)
+                waiting = list(self.owner) + list(self.generating)
                 if waiting and not out:
                     done, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
                     # Take everything that is ready now, not just one: fewer loop turns.
@@ -492,6 +493,7 @@ class _Run:
                     self.calibrating.add(d.id)
                     ref = d.actor.run_batch.remote([self.farm._reference_item(d)], REFERENCE_POLICY.to_dict())
                     d.inflight.append((ref, [_CALIBRATION]))
+                    self.owner[ref] = d
                     continue
                 indices = self._take(d, self._batch_size(d, len(alive)))
                 if not indices:
@@ -502,7 +504,9 @@ class _Run:
                     st.tried.add(d.id)
                     items.append({"index": index, "digest": st.digest, "format": st.format,
                                   "data": st.data_ref, "inputs": st.job.inputs})
-                d.inflight.append((d.actor.run_batch.remote(items, self.policy_dict), indices))
+                ref = d.actor.run_batch.remote(items, self.policy_dict)
+                d.inflight.append((ref, indices))
+                self.owner[ref] = d
 
     def _calibration_due(self, d: FarmDevice) -> bool:
         cal = self.farm.calibrator
@@ -537,12 +541,16 @@ class _Run:
         device, indices = self._owner(ref)
         try:
             outcomes = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            # A bug inside the actor's call, not a dead device: the jobs go elsewhere.
+            log.error("device actor %s raised: %s", device.id, exc)
+            outcomes = [_lost(i, ErrorKind.UNKNOWN, f"device actor {device.id} raised {exc.cause!r}")
+                        for i in indices]
         except ray.exceptions.RayError as exc:
             # The actor (or its node) died: everything it held goes to other devices.
             self._retire(device, f"actor died: {type(exc).__name__}")
-            outcomes = [{"index": i, "ok": False, "measurement": None, "error_kind": int(ErrorKind.ACTOR_DIED),
-                         "error": f"device actor {device.id} died: {type(exc).__name__}", "attempted": True,
-                         "device_s": 0.0} for i in indices]
+            outcomes = [_lost(i, ErrorKind.ACTOR_DIED, f"device actor {device.id} died: {type(exc).__name__}")
+                        for i in indices]
         for o in outcomes:
             if o["index"] == _CALIBRATION:
                 self._calibrated(device, o)
@@ -554,11 +562,11 @@ class _Run:
                 self._attempt_failed(device, o, out)
 
     def _owner(self, ref) -> tuple[FarmDevice, list[int]]:
-        for d in self.devices:
-            for k, (r, indices) in enumerate(d.inflight):
-                if r == ref:
-                    del d.inflight[k]
-                    return d, indices
+        device = self.owner.pop(ref)
+        for k, (r, indices) in enumerate(device.inflight):
+            if r == ref:
+                del device.inflight[k]
+                return device, indices
         raise KeyError(ref)
 
     def _succeeded(self, device: FarmDevice, o: dict, out: list) -> None:
@@ -659,6 +667,12 @@ class _Run:
             return " ".join(f"{name[:14]}:{rate:.1f}/s" for name, rate in rates.items())
         r = sorted(rates.values())
         return f"{len(r)} devices {r[0]:.1f}..{r[len(r) // 2]:.1f}..{r[-1]:.1f} job/s (min..median..max)"
+
+
+def _lost(index: int, kind: ErrorKind, message: str) -> dict:
+    """The outcome of a job whose batch never came back."""
+    return {"index": index, "ok": False, "measurement": None, "error_kind": int(kind), "error": message,
+            "attempted": True, "device_s": 0.0}
 
 
 _GENERATE = None
