@@ -153,18 +153,23 @@ def fuse_blocks(g: WorkGraph, no_kernel: frozenset) -> None:
     Flatten between a pooling and an fc. Graph inputs (placeholders) stay, as the
     ``x`` that a block reading the model input hangs from; they become no kernel.
     """
-    _apply(g, PATTERNS[:1])
-    for n in g.live_order():
-        if g.op[n] in no_kernel and g.ins[n]:  # graph inputs stay: blocks anchor on them
+    ops = g.op
+    by_op: dict[str, list[str]] = {}  # anchors by op, so each pattern visits only its own
+    for n in g.order:
+        by_op.setdefault(ops[n], []).append(n)
+    _apply(g, PATTERNS[:1], by_op)
+    for n in by_op.get("reshape", []) + by_op.get("dummy", []):
+        if n in ops and ops[n] in no_kernel and g.ins[n]:  # graph inputs stay: blocks anchor on them
             g.bypass(n)
-    _apply(g, PATTERNS[1:])
+    _apply(g, PATTERNS[1:], by_op)
 
 
-def _apply(g: WorkGraph, patterns) -> None:
+def _apply(g: WorkGraph, patterns, by_op: dict[str, list[str]]) -> None:
+    ops = g.op
     for op, pattern in patterns:
-        first_ops = pattern[0][1]
-        for n in g.live_order():
-            if n in g.op and g.op[n] in first_ops:
-                matched = _match(g, n, pattern)
-                if matched:
-                    g.contract(matched, op)
+        for first in pattern[0][1]:
+            for n in by_op.get(first, ()):
+                if ops.get(n) == first:  # still there, still that op
+                    matched = _match(g, n, pattern)
+                    if matched:
+                        by_op.setdefault(op, []).append(g.contract(matched, op))

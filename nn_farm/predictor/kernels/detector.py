@@ -48,7 +48,8 @@ def detect_kernels(ir: IRGraph, fusion_rules: FusionRules | dict | str | None = 
     Returns:
         Kernel dicts in topological order (see the module docstring). Ops that are
         not understood become kernels named after their own type, so a predictor
-        can report them rather than count them as 0 ms.
+        can report them rather than count them as 0 ms. The shape lists are the
+        IR's own (not copied, for speed): copy before mutating them.
 
     Raises:
         IRError: the graph has a dangling edge or a cycle.
@@ -137,16 +138,13 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], owner: dict[
         kernels.append(kernel)
 
     # connections between kernels, by kernel name (kernel i is block i)
+    g_ins, g_outs = g.ins, g.outs
     for idx, k in enumerate(kernels):
-        ins, outs = [], []
-        for n in blocks[idx]:
-            for b in (owner[s] for s in g.ins[n] if s in owner):
-                if b != idx and kernels[b]["name"] not in ins:
-                    ins.append(kernels[b]["name"])
-            for b in (owner[o] for o in g.outs[n] if o in owner):
-                if b != idx and kernels[b]["name"] not in outs:
-                    outs.append(kernels[b]["name"])
-        k["inbounds"], k["outbounds"] = ins, outs
+        block = blocks[idx]
+        ins = dict.fromkeys(owner[s] for n in block for s in g_ins[n] if s in owner)
+        outs = dict.fromkeys(owner[o] for n in block for o in g_outs[n] if o in owner)
+        k["inbounds"] = [kernels[b]["name"] for b in ins if b != idx]
+        k["outbounds"] = [kernels[b]["name"] for b in outs if b != idx]
     return kernels
 
 

@@ -118,6 +118,9 @@ class FusionRules:
         return f"FusionRules(MON={self.mon}, fused={fused})"
 
 
+_default: FusionRules | None = None
+
+
 def load_fusion_rules(path_or_dict=None) -> FusionRules:
     """Load fusion rules.
 
@@ -132,8 +135,11 @@ def load_fusion_rules(path_or_dict=None) -> FusionRules:
     Raises:
         ConfigError: unreadable file or malformed rules (names the file and key).
     """
+    global _default
     if path_or_dict is None:
-        return FusionRules(dict(DEFAULT_RULES), source="<default TFLite CPU rules>")
+        if _default is None:  # built once: NAS loops call detect_kernels thousands of times
+            _default = FusionRules(dict(DEFAULT_RULES), source="<default TFLite CPU rules>")
+        return _default
     if isinstance(path_or_dict, FusionRules):
         return path_or_dict
     if isinstance(path_or_dict, dict):
