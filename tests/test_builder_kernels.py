@@ -113,3 +113,24 @@ def test_registered_kernel_is_built(tmp_path):
         unregister_kernel("conv-sigmoid", "torch")
     with pytest.raises(UnknownKernelError):
         build_kernel_model("conv-sigmoid", {"HW": 8, "CIN": 4}, "torch")
+
+
+def test_converted_graph_structure(tmp_path):
+    """What each converter makes of the kernels: the fusions the rule tester will see."""
+    # HW 8, stride 2, kernel 3: TF's uneven 'same' padding, still one clean op in ONNX.
+    config = {"HW": 8, "CIN": 8, "COUT": 8, "KERNEL_SIZE": 3, "STRIDES": 2, "POOL_STRIDES": 2}
+
+    def ops(kernel_type, implement, fmt):
+        return convert.model_ops(convert.build_and_convert(
+            "kernel", kernel_type, config, implement, fmt, tmp_path))
+
+    assert ops("conv-bn-relu", "torch", "onnx") == ["Conv", "Relu"]
+    assert ops("dwconv-bn-hswish", "torch", "onnx") == ["Conv", "HardSwish"]
+    assert ops("maxpool", "torch", "onnx") == ["MaxPool"]
+    assert ops("avgpool", "torch", "onnx") == ["AveragePool"]
+    assert ops("bnrelu", "torch", "onnx") == ["BatchNormalization", "Relu"]
+    assert ops("conv-bn-relu", "tensorflow", "tflite") == ["CONV_2D"]
+    assert ops("dwconv-bn-relu6", "tensorflow", "tflite") == ["DEPTHWISE_CONV_2D"]
+    assert ops("conv-bn-hswish", "tensorflow", "tflite") == ["CONV_2D", "HARD_SWISH"]
+    # A lone BN keeps its scale and offset (random statistics, not the identity).
+    assert ops("bn", "tensorflow", "tflite") == ["MUL", "ADD"]

@@ -71,17 +71,38 @@ class ChannelsLast(nn.Module):
         return self.inner(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def same_padded(make, h: int, w: int, kernel: int, stride: int, pad_value: float = 0.0):
-    """A window op with TF 'same' padding.
+def same_padded(make, h: int, w: int, kernel: int, stride: int, pad_value: float | None = None):
+    """A window op with TF 'same' padding and TF's output size.
 
-    ``make(padding)`` builds the op with symmetric ``padding``; when TF's padding is
-    uneven (the extra pixel goes after), an explicit pad module runs first.
+    ``make(padding, ceil_mode)`` builds the op with symmetric ``padding``. TF puts an
+    odd padding pixel after (``after == before + 1``), which torch cannot say:
+
+    - pooling (``pad_value`` given), stride >= 2: ``ceil_mode`` adds exactly that
+      last window, the same windows as TF;
+    - conv, stride >= 2: symmetric padding ``after`` gives TF's output size with the
+      windows one pixel up-left of TF's: the same work, so the same latency, and a
+      clean ONNX Conv (an explicit pad exports as a chain of shape ops);
+    - stride 1 (even kernels only): an explicit pad first.
     """
     from nn_farm.builder.models.base import same_padding
 
     top, bottom = same_padding(h, kernel, stride)
     left, right = same_padding(w, kernel, stride)
-    if top == bottom and left == right and top <= kernel // 2 and left <= kernel // 2:
-        return make((top, left))
-    pad = nn.ConstantPad2d((left, right, top, bottom), pad_value)
-    return nn.Sequential(pad, make(0))
+    if top == bottom and left == right:
+        return make((top, left), False)
+    if stride >= 2:
+        if pad_value is not None:
+            return make((top, left), True)
+        return make((bottom, right), False)
+    pad = nn.ConstantPad2d((left, right, top, bottom), pad_value or 0.0)
+    return nn.Sequential(pad, make(0, False))
+
+
+def init_batchnorm(bn: nn.Module) -> nn.Module:
+    """Give a BN layer non-trivial statistics, so no converter drops it as identity."""
+    with torch.no_grad():
+        nn.init.uniform_(bn.weight, 0.5, 1.5)
+        nn.init.normal_(bn.bias, 0.0, 0.1)
+        bn.running_mean.normal_(0.0, 0.1)
+        bn.running_var.uniform_(0.5, 1.5)
+    return bn

@@ -46,7 +46,14 @@ class ConvTrans(base.ConvTrans):
 
 class BN(base.BN):
     def get_model(self):
-        return keras().layers.BatchNormalization()
+        # Non-trivial statistics (Keras starts at the identity), so the converter
+        # cannot drop the offset or the whole layer.
+        init = keras().initializers
+        return keras().layers.BatchNormalization(
+            gamma_initializer=init.RandomUniform(0.5, 1.5),
+            beta_initializer=init.RandomNormal(0.0, 0.1),
+            moving_mean_initializer=init.RandomNormal(0.0, 0.1),
+            moving_variance_initializer=init.RandomUniform(0.5, 1.5))
 
 
 class MaxPool(base.MaxPool):

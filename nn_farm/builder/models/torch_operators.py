@@ -27,7 +27,7 @@ class Conv(base.Conv):
     def get_model(self):
         nn, h, w, cin = _nn(), *self.first_input_shape
         k, s = self.kernel_size(), self.strides()
-        return _layers().same_padded(lambda p: nn.Conv2d(cin, self.cout(), k, s, padding=p),
+        return _layers().same_padded(lambda p, _: nn.Conv2d(cin, self.cout(), k, s, padding=p),
                                      h, w, k, s)
 
 
@@ -35,7 +35,7 @@ class DwConv(base.DwConv):
     def get_model(self):
         nn, h, w, c = _nn(), *self.first_input_shape
         k, s = self.kernel_size(), self.strides()
-        return _layers().same_padded(lambda p: nn.Conv2d(c, c, k, s, padding=p, groups=c),
+        return _layers().same_padded(lambda p, _: nn.Conv2d(c, c, k, s, padding=p, groups=c),
                                      h, w, k, s)
 
 
@@ -53,27 +53,28 @@ class BN(base.BN):
     def get_model(self):
         nn, shape = _nn(), self.first_input_shape
         if len(shape) == 3:
-            return nn.BatchNorm2d(shape[-1])
+            return _layers().init_batchnorm(nn.BatchNorm2d(shape[-1]))
         # [N] -> tensor [1, N]; [A, B] -> tensor [1, A, B]: BatchNorm1d fits both.
-        return nn.BatchNorm1d(shape[0])
+        return _layers().init_batchnorm(nn.BatchNorm1d(shape[0]))
 
 
 class MaxPool(base.MaxPool):
     def get_model(self):
         nn, (h, w, _) = _nn(), self.first_input_shape
         k, s = self.kernel_size(), self.pool_strides()
-        return _layers().same_padded(lambda p: nn.MaxPool2d(k, s, padding=p), h, w, k, s,
-                                     pad_value=float("-inf"))
+        return _layers().same_padded(lambda p, ceil: nn.MaxPool2d(k, s, padding=p, ceil_mode=ceil),
+                                     h, w, k, s, pad_value=float("-inf"))
 
 
 class AvgPool(base.AvgPool):
     def get_model(self):
         nn, (h, w, _) = _nn(), self.first_input_shape
         k, s = self.kernel_size(), self.pool_strides()
-        # With uneven padding the border windows average padded zeros too (TF
-        # excludes them): the same cost and shape, slightly different values.
+        # Padding never counts, as in TF. (With stride 1 and an even kernel an explicit
+        # zero pad runs first, and the border windows average those zeros too.)
         return _layers().same_padded(
-            lambda p: nn.AvgPool2d(k, s, padding=p, count_include_pad=False), h, w, k, s)
+            lambda p, ceil: nn.AvgPool2d(k, s, padding=p, ceil_mode=ceil, count_include_pad=False),
+            h, w, k, s, pad_value=0.0)
 
 
 class GlobalAvgPool(base.GlobalAvgPool):
