@@ -98,3 +98,19 @@ def test_reconnects_when_the_agent_comes_back(tmp_path):
     finally:
         second.stop()
         worker.close()
+
+
+def test_public_names_are_honest_and_importing_them_is_light():
+    import subprocess
+    import sys
+
+    import nn_farm.actors as actors
+
+    for name in actors.__all__:
+        assert getattr(actors, name) is not None, name
+    # Importing the package and its CLI must not pull in Ray, gRPC or the runtimes.
+    code = ("import sys, nn_farm.actors, nn_farm.actors.cli; "
+            "heavy = [m for m in ('ray', 'grpc', 'torch', 'tensorflow', 'onnxruntime') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -119,6 +119,34 @@ def test_generator_jobs_run_as_ray_tasks_and_failures_are_data(farm_cluster, tmp
     assert all(r.skipped for r in again)
 
 
+def test_cli_profiles_a_directory_then_shows_status(farm_cluster, tmp_path):
+    import json
+
+    tiny_onnx_models(tmp_path / "models", 6, prefix="cli")
+    farm_yaml = tmp_path / "farm.yaml"
+    farm_yaml.write_text("store: results.db\nagents:\n" + "".join(
+        f"  - {{address: '{agent.address}', node_resource: {res}}}\n" for res, agent in farm_cluster.agents.items()))
+    cli = [sys.executable, "-m", "nn_farm.cli", "farm"]
+    run = subprocess.run(cli + ["profile", "--config", str(farm_yaml), str(tmp_path / "models"), "--runs", "5",
+                                "--no-gate", "--ray-address", farm_cluster.address,
+                                "--export", str(tmp_path / "profiled.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sum(" ms on core" in line for line in run.stdout.splitlines()) == 6
+    exported = json.loads((tmp_path / "profiled.json").read_text())
+    assert sorted(exported["models"]) == [f"cli{i:04d}.onnx" for i in range(6)]
+
+    status = subprocess.run(cli + ["status", "--config", str(farm_yaml), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    report = json.loads(status.stdout)
+    devices = {d["device_id"]: d for d in report["devices"]}
+    assert set(devices) == {"core0/onnxruntime", "core1/onnxruntime"}
+    assert sum(d["results"] for d in devices.values()) == 6
+    assert all(d["state"] in ("idle", "busy") and d["measurements"] > 0 for d in devices.values())
+    assert report["classes"][CLASS]["devices"] == 2
+
+
 def test_agent_refusing_the_token_gives_a_clear_error(tmp_path):
     agent = onnx_agent(tmp_path / "cache", 0, token="right-token")
     try:
