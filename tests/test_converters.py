@@ -117,6 +117,7 @@ def test_keras_model_and_file(tf_files):
     model, d = tf_files
     assert signature(model_to_ir(model, "keras")) == EXPECTED
     assert signature(model_to_ir(d / "tiny.keras", "keras")) == EXPECTED
+    assert signature(model_to_ir(d / "tiny.keras", "tensorflow")) == EXPECTED
 
 
 def test_tflite_from_the_keras_model(tf_files):

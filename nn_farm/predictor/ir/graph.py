@@ -52,8 +52,18 @@ class IRGraph:
                  attr: dict | None = None, inbounds: list[str] | None = None) -> dict:
         """Add one operator and link it after its ``inbounds`` (which must exist).
 
+        Args:
+            name: unique node name.
+            type: the op type in its framework's spelling (``Conv``, ``Conv2D``).
+            input_shape, output_shape: lists of NHWC shapes, one per data tensor.
+            attr: op attributes (nn-Meter's keys: ``kernel_shape``, ``strides``, ...).
+            inbounds: names of the nodes producing its inputs.
+
         Returns:
             The new node dict.
+
+        Raises:
+            IRError: duplicate name, or an inbound that is not in the graph.
         """
         if name in self.nodes:
             raise IRError(f"duplicate node name {name!r}")

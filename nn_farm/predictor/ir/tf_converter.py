@@ -193,13 +193,16 @@ def import_tf():
 
 
 def tensorflow_to_ir(path: str | os.PathLike) -> IRGraph:
-    """A SavedModel directory or a frozen GraphDef ``.pb`` -> IR.
+    """A SavedModel directory or a frozen GraphDef ``.pb`` -> IR (a ``.keras`` /
+    ``.h5`` file goes to :func:`keras_to_ir`).
 
     Raises:
         ConversionError: the path is neither, or TF cannot load it (quotes TF).
     """
-    tf = import_tf()
     source = os.fspath(path)
+    if source.endswith((".keras", ".h5")):  # a Keras file is a TensorFlow model too
+        return keras_to_ir(source)
+    tf = import_tf()
     try:
         if os.path.isdir(source):
             graph = _saved_model_graph(tf, source)
