@@ -65,6 +65,42 @@ def test_build_and_convert_in_a_fresh_process(tmp_path):
         assert sha256(fn(*args[:-1], str(tmp_path / "again"))) == sha256(path)
 
 
+CUSTOM_OP = """
+import torch
+from nn_farm.builder.models.base import BaseOperator
+
+
+class Triple(BaseOperator):
+    def get_model(self):
+        class Module(torch.nn.Module):
+            def forward(self, x):
+                return x * 3
+        return Module()
+"""
+
+
+def test_registered_operator_converts_in_a_fresh_worker(tmp_path, monkeypatch):
+    """The user's operator is registered by meta file; a fresh worker finds it."""
+    from nn_farm.builder import registry
+
+    monkeypatch.setenv("NN_FARM_HOME", str(tmp_path / "home"))
+    package = tmp_path / "my_ops"
+    package.mkdir()
+    (package / "triple_op.py").write_text(CUSTOM_OP)
+    meta = tmp_path / "meta.yaml"
+    meta.write_text("builtin_name: triple\npackage_location: ./my_ops\n"
+                    "class_module: triple_op\nclass_name: Triple\nimplement: torch\n")
+    assert registry.register("operator", meta) == "triple"
+    calls = [(build_and_convert, ("testcase", "conv_triple/block", RULETEST, "torch", "onnx",
+                                  str(tmp_path / "out")))]
+    proc = subprocess.run([sys.executable, "-c", _WORKER], input=pickle.dumps(calls),
+                          capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    path = proc.stdout.decode().strip().splitlines()[-1]
+    assert [op for op in model_ops(path) if op != "Constant"] == ["Conv", "Mul"]
+    assert run_in_farm_runtime("onnxruntime", path) == [[1, 4, 8, 8]]
+
+
 def test_same_description_same_file_and_reuse(tmp_path):
     first = build_and_convert("kernel", "dwconv-bn-relu6", CONV, "tensorflow", "tflite", tmp_path)
     digest, mtime = sha256(first), os.stat(first).st_mtime_ns

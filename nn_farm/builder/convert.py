@@ -69,6 +69,7 @@ def build_model_from(kind: str, name: str, config: Mapping[str, Any], implement:
     from nn_farm.builder.models.kernels import build_kernel_model
 
     config = dict(config)
+    _activate_customized(kind, name)
     if kind == "kernel":
         return build_kernel_model(name, config, implement)
     if kind == "operator":
@@ -89,6 +90,27 @@ def build_model_from(kind: str, name: str, config: Mapping[str, Any], implement:
                               f"it has {sorted(specs)}")
         return spec_mod.build_model(specs[model], implement)
     raise ConfigError(f"unknown model kind {kind!r}; use one of {list(KINDS)}")
+
+
+def _activate_customized(kind: str, name: str) -> None:
+    """Load the user's registered operators and kernels when ``name`` needs one.
+
+    A fresh Ray worker has not imported them; the builder registry knows where
+    they live. Built-in names never touch the registry.
+    """
+    from nn_farm.builder.models.kernels import KERNEL_RECIPES
+    from nn_farm.builder.models.registry import BUILTIN_OPERATORS
+
+    if kind == "kernel":
+        needed = [name] if name not in KERNEL_RECIPES else []
+    else:
+        case = name.partition("/")[0].removeprefix("BF_")
+        needed = [] if case == "MON" else [op for op in case.split("_")
+                                           if op not in BUILTIN_OPERATORS]
+    if needed:
+        from nn_farm.builder.registry import activate
+
+        activate()
 
 
 # ------------------------------------------------------------------ converters

@@ -124,6 +124,9 @@ def kernel_input_shapes(kernel_type: str, config: Mapping[str, Any]) -> list[lis
         >>> kernel_input_shapes("concat", {"HW": 8, "NS": 2, "CIN1": 4, "CIN2": 6})
         [[8, 8, 4], [8, 8, 6]]
     """
+    custom = _custom_kernel(kernel_type, None)
+    if custom is not None:
+        return [list(s) for s in custom(dict(config)).input_tensor_shape]
     config = _check(kernel_type, config)
     family = _family(kernel_type)
     if family == "fc":
@@ -152,7 +155,8 @@ def register_kernel(name: str, implement: str, cls: type) -> None:
         name: kernel type name.
         implement: ``"tensorflow"`` or ``"torch"``.
         cls: built as ``cls(config)``; ``get_model()`` returns the model and
-            ``input_tensor_shape`` lists its NHWC input shapes.
+            ``input_tensor_shape`` lists its input shapes, NHWC without batch as
+            everywhere here (nn-Meter's torch blocks list NCHW: convert them).
     """
     from nn_farm.builder.models.registry import normalize_implement
 
@@ -188,9 +192,21 @@ def build_kernel_model(kernel_type: str, config: Mapping[str, Any], implement: s
         >>> model = build_kernel_model("conv-bn-relu", {"HW": 8, "CIN": 4, "COUT": 8,
         ...     "KERNEL_SIZE": 3, "STRIDES": 1}, "torch")
     """
+    custom = _custom_kernel(kernel_type, implement)
+    if custom is not None:
+        block = custom(dict(config))
+        model = block.get_model()
+        if not hasattr(model, "input_shapes") and hasattr(model, "named_modules"):
+            # torch modules carry their NHWC input shapes for to_onnx, as ours do.
+            model.input_shapes = [list(s) for s in block.input_tensor_shape]
+        return model
+    return build_model(kernel_spec(kernel_type, config), implement)
+
+
+def _custom_kernel(kernel_type: str, implement: str | None):
+    """The registered class for ``kernel_type`` (any implementation if None), or None."""
     from nn_farm.builder.models.registry import normalize_implement
 
-    custom = _CUSTOM_KERNELS.get((kernel_type, normalize_implement(implement)))
-    if custom is not None:
-        return custom(dict(config)).get_model()
-    return build_model(kernel_spec(kernel_type, config), implement)
+    if implement is not None:
+        return _CUSTOM_KERNELS.get((kernel_type, normalize_implement(implement)))
+    return next((cls for (name, _), cls in _CUSTOM_KERNELS.items() if name == kernel_type), None)
