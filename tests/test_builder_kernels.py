@@ -74,6 +74,15 @@ def test_kernel_input_shapes():
     assert kernel_input_shapes("maxpool", spec_config("maxpool")) == [[9, 9, 8]]
 
 
+def test_numpy_config_values_build_and_name_the_same_file(tmp_path):
+    # Samplers hand out numpy scalars; they must build and hash like plain ints.
+    config = spec_config("conv-bn-relu")
+    as_numpy = {k: np.int64(v) for k, v in config.items()}
+    assert (convert.model_file_name("kernel", "conv-bn-relu", as_numpy, "torch", "onnx")
+            == convert.model_file_name("kernel", "conv-bn-relu", config, "torch", "onnx"))
+    check_torch(kernel_spec("conv-bn-relu", as_numpy), tmp_path)
+
+
 def test_bad_kernel_configs_name_the_key():
     with pytest.raises(UnknownKernelError, match="conv-bn-gelu"):
         build_kernel_model("conv-bn-gelu", spec_config("conv-bn"), "torch")

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import io
 import json
+import numbers
 import os
 import re
 import tempfile
@@ -213,20 +214,26 @@ def to_onnx(module, input_shapes: Sequence | None, out_path: str | os.PathLike,
 def to_openvino_ir(onnx_path: str | os.PathLike, out_xml: str | os.PathLike) -> str:
     """Convert an ``.onnx`` file to OpenVINO IR (``.xml`` + ``.bin`` beside it), fp32.
 
+    The ``.bin`` is moved into place before the ``.xml``, so an ``.xml`` that exists
+    always has its weights.
+
     Raises:
         BuilderError: OpenVINO could not read or save the model.
     """
     os.environ.setdefault("OPENVINO_TELEMETRY", "0")  # no network here
-    try:
-        import openvino as ov
+    out = Path(out_xml)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.") as tmp:
+        try:
+            import openvino as ov
 
-        model = ov.convert_model(str(onnx_path))
-        out = Path(out_xml)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # compress_to_fp16 defaults to True; latency models must stay fp32.
-        ov.save_model(model, str(out), compress_to_fp16=False)
-    except Exception as exc:
-        raise BuilderError(f"converting {onnx_path} to OpenVINO IR failed: {exc}") from exc
+            model = ov.convert_model(str(onnx_path))
+            # compress_to_fp16 defaults to True; latency models must stay fp32.
+            ov.save_model(model, os.path.join(tmp, "model.xml"), compress_to_fp16=False)
+        except Exception as exc:
+            raise BuilderError(f"converting {onnx_path} to OpenVINO IR failed: {exc}") from exc
+        os.replace(os.path.join(tmp, "model.bin"), out.with_suffix(".bin"))
+        os.replace(os.path.join(tmp, "model.xml"), out)
     return str(out)
 
 
@@ -246,12 +253,25 @@ def _as_model(model, implement: str):
 def model_file_name(kind: str, name: str, config: Mapping[str, Any], implement: str,
                     fmt: str, seed: int = 0) -> str:
     """A stable file name for a description: ``<name>_<hash of everything>.<ext>``."""
-    key = json.dumps([kind, name, dict(config), implement, fmt, seed], sort_keys=True,
+    key = json.dumps([kind, name, _plain(config), implement, fmt, seed], sort_keys=True,
                      default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     slug = re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or kind
     ext = {"tflite": "tflite", "onnx": "onnx", "openvino": "xml"}[fmt]
     return f"{slug}_{digest}.{ext}"
+
+
+def _plain(value):
+    """Config values as plain Python, so numpy ints hash like ints (8 == np.int64(8))."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def build_and_convert(kind: str, name: str, config: Mapping[str, Any], implement: str,
@@ -291,6 +311,7 @@ def build_and_convert(kind: str, name: str, config: Mapping[str, Any], implement
         raise ConfigError(f"format {fmt!r} is made from {FORMATS[fmt]} models, not {implement}",
                           key="IMPLEMENT")
     out = Path(out_dir) / model_file_name(kind, name, config, implement, fmt, seed)
+    # An IR's .xml is moved in after its .bin, so the .xml alone proves both are whole.
     if out.exists() and not overwrite:
         return str(out)
     _seed(implement, seed)

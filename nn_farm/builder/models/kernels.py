@@ -19,6 +19,7 @@ a residual add does (the same kernel, and the IR shows two inbound tensors).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Mapping
 
 from nn_farm.builder.models.spec import ModelSpec, Node, build_model
@@ -88,7 +89,8 @@ def _check(kernel_type: str, config: Mapping[str, Any]) -> dict[str, Any]:
         value = config.get(key)
         if value is None:
             raise ConfigError(f"kernel {kernel_type!r} needs config key {key}", key=key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 \
+        # numbers.Real also admits numpy scalars, which samplers produce.
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0 \
                 or int(value) != value:
             raise ConfigError(f"kernel {kernel_type!r}: {key} must be a positive integer, "
                               f"got {value!r}", key=key)
