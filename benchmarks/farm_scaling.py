@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument("--median-ms", type=float, default=5.0, help="median simulated kernel latency (ms)")
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per job")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per job (30: the default policy's min_runs)")
     parser.add_argument("--progress", action="store_true", help="show the progress bars")
     args = parser.parse_args()
 

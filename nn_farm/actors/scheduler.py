@@ -324,6 +324,10 @@ class _Run:
         self.farm = farm
         self.store = farm.store
         self.jobs = jobs
+        for d in devices:
+            # A device retired by an earlier run gets another chance, unless its actor is gone.
+            if not d.alive and not d.retired_reason.startswith("actor died"):
+                d.alive, d.retired_reason, d.consecutive_failures = True, "", 0
         self.devices = [d for d in devices if d.alive]
         self.device_class = devices[0].device_class
         self.policy = policy
@@ -601,9 +605,11 @@ class _Run:
             out.append((index, attempt))
             return
         device.consecutive_failures += 1
-        if kind in (ErrorKind.AUTHENTICATION, ErrorKind.AGENT_UNAVAILABLE, ErrorKind.DEVICE_UNAVAILABLE) \
-                or device.consecutive_failures >= 3:
+        if kind in (ErrorKind.AUTHENTICATION, ErrorKind.AGENT_UNAVAILABLE, ErrorKind.DEVICE_UNAVAILABLE):
             self._retire(device, o["error"])
+        elif device.consecutive_failures >= 3 and any(d.alive and d is not device for d in self.devices):
+            # Crashes and time-outs may be the models' fault: the last device standing keeps going.
+            self._retire(device, f"{device.consecutive_failures} failures in a row; last: {o['error']}")
         if st.attempts >= self.farm.max_attempts:
             self.store.add_failure(attempt, self.phash, final=True)
             attempt.error = f"gave up after {st.attempts} attempt(s); last: {o['error']}"
