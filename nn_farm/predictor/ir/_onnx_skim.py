@@ -21,6 +21,12 @@ class SkimError(ValueError):
 
 
 def _varint(buf, pos: int) -> tuple[int, int]:
+    try:
+        b = buf[pos]
+    except IndexError:
+        raise SkimError("truncated varint") from None
+    if b < 0x80:  # most keys and lengths fit one byte
+        return b, pos + 1
     result = shift = 0
     while True:
         if pos >= len(buf):
