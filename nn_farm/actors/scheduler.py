@@ -377,8 +377,10 @@ class _Run:
                         done, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
                     for ref in done:
                         self._collect(ref, out)
-                elif not waiting and not out and not self._has_work():
-                    self._fail_rest(out)
+                elif not waiting and not out:
+                    # Nothing in flight, nothing finished, yet jobs remain: a bug, not a state to spin in.
+                    raise RuntimeError(f"scheduler stalled with {len(self.jobs) - self.finished} job(s) left "
+                                       f"(ready {len(self.ready)}, retry {len(self.retry)})")
                 for index, result in out:
                     self.finished += 1
                     bar.update(1)
