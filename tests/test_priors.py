@@ -115,3 +115,15 @@ def test_keras_extraction_agrees_with_torchvision_on_mobilenet_v2():
     for family in ("conv", "dwconv", "pooling", "fc"):
         shipped = [tuple(r.values()) for r in _shipped(family, "MobileNetV2")]
         assert _as_text(rows, family) == sorted(shipped), family
+
+
+def test_public_names_exist():
+    import nn_farm.builder.config as config
+    import nn_farm.builder.priors as priors
+    import nn_farm.builder.registry as registry
+    import nn_farm.builder.sampling as sampling
+    import nn_farm.builder.workspace as workspace
+
+    for module in (config, priors, registry, sampling, workspace):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
