@@ -88,10 +88,11 @@ def test_restart_keeps_models_and_their_order_and_drops_leftovers(tmp_path):
     old = time.time() - 100
     os.utime(tmp_path / f"{b}.onnx", (old, old))  # b was used long ago
     (tmp_path / ".tmp-crashed-upload").write_bytes(b"half")
+    (tmp_path / ".tmp-crashed-unpack").mkdir()
     (tmp_path / "notes.txt").write_text("not a model")
     reopened = ModelCache(tmp_path, max_bytes=1000)
     assert reopened.has(a) and reopened.has(b) and len(reopened) == 2
-    assert not (tmp_path / ".tmp-crashed-upload").exists()
+    assert not (tmp_path / ".tmp-crashed-upload").exists() and not (tmp_path / ".tmp-crashed-unpack").exists()
     put(reopened, b"c" * 400)
     assert reopened.has(a) and not reopened.has(b)
 
@@ -106,6 +107,7 @@ def test_openvino_ir_is_one_deterministic_tar(tmp_path):
     xml = cache.get(digest).path
     assert xml.name == "model.xml" and xml.read_text() == "<net/>"
     assert xml.with_suffix(".bin").read_bytes() == b"\x00" * 16
+    assert cache.evict(digest) and not xml.parent.exists()
     (tmp_path / "m.bin").unlink()
     with pytest.raises(errors.InvalidModel, match="m.bin"):
         pack_openvino_ir(tmp_path / "m.xml")

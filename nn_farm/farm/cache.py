@@ -25,6 +25,7 @@ import io
 import os
 import pathlib
 import re
+import shutil
 import tarfile
 import tempfile
 import threading
@@ -128,8 +129,8 @@ class ModelCache:
     def _scan(self) -> None:
         found = []
         for path in self.root.iterdir():
-            if path.name.startswith(".tmp-"):
-                path.unlink(missing_ok=True)  # left by a crash mid-upload
+            if path.name.startswith(".tmp-"):  # left by a crash mid-upload or mid-unpack
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
                 continue
             digest, _, ext = path.name.partition(".")
             fmt = next((f for f, e in FORMATS.items() if e == "." + ext), None)
@@ -219,10 +220,7 @@ class ModelCache:
             if not xml.is_file():  # a concurrent unpack that won the rename is fine
                 raise
         finally:
-            if tmp.exists():
-                for f in tmp.iterdir():
-                    f.unlink()
-                tmp.rmdir()
+            shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
         return xml
 
     # -- writing -------------------------------------------------------------------------------
@@ -262,23 +260,22 @@ class ModelCache:
                 break
             if digest == keep or digest in self._pins:
                 continue
-            fmt, size = self._entries.pop(digest)
-            self._file(digest, fmt).unlink(missing_ok=True)
-            ir = self.root / f"{digest}.ir"
-            if ir.is_dir():
-                for f in ir.iterdir():
-                    f.unlink()
-                ir.rmdir()
-            total -= size
+            total -= self._remove_locked(digest)
 
     def evict(self, digest: str) -> bool:
         """Drop one model now (unless pinned). Returns whether it was there."""
         with self._lock:
             if digest not in self._entries or digest in self._pins:
                 return False
-            fmt, _ = self._entries.pop(digest)
-            self._file(digest, fmt).unlink(missing_ok=True)
+            self._remove_locked(digest)
             return True
+
+    def _remove_locked(self, digest: str) -> int:
+        """Delete a model's files (and an unpacked IR); returns the bytes freed."""
+        fmt, size = self._entries.pop(digest)
+        self._file(digest, fmt).unlink(missing_ok=True)
+        shutil.rmtree(self.root / f"{digest}.ir", ignore_errors=True)
+        return size
 
 
 class Upload:
