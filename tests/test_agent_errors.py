@@ -229,3 +229,14 @@ def test_an_agent_that_is_gone_is_agent_unavailable(tmp_path):
             c.list_devices()
         with pytest.raises(errors.AgentUnavailable):
             c.profile(hashlib.sha256(b"m").hexdigest(), "x")
+
+
+def test_a_worker_killed_while_idle_is_replaced_without_losing_a_job(client, onnx_model):
+    still_serving(client, onnx_model)
+    pid = worker_pid(client)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while worker_pid(client) == pid and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the agent notices the process is gone
+    still_serving(client, onnx_model)
+    assert worker_pid(client) not in (0, pid)

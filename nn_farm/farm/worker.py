@@ -226,11 +226,16 @@ class DeviceWorker:
             DeviceTimeout: no result within ``timeout_s``; the worker is killed.
             FarmError: whatever the measurement itself raised (InvalidModel, ...).
         """
+        if self._proc is not None and not self._proc.is_alive():
+            self._kill()  # died while idle (OOM killer, an operator): no job lost, start afresh
         self.ready()
         digest = job.get("digest")
         self.state = "busy"
         try:
-            self._conn.send(job)
+            try:
+                self._conn.send(job)
+            except OSError:
+                pass  # the worker died just now; its sentinel below says how
             got = wait([self._conn, self._proc.sentinel], timeout_s)
             if self._conn in got:
                 try:
