@@ -40,6 +40,9 @@ from nn_farm.errors import BuilderError, ConfigError
 KINDS = ("operator", "kernel", "testcase")
 FORMATS = {"tflite": "tensorflow", "onnx": "torch", "openvino": "torch"}
 ONNX_OPSET = 17
+#: Part of every file name's hash: bump it when generated models change, so files
+#: made by older code are not reused for new descriptions.
+GENERATOR_VERSION = 1
 
 
 # ------------------------------------------------------------------ describe -> model
@@ -253,8 +256,8 @@ def _as_model(model, implement: str):
 def model_file_name(kind: str, name: str, config: Mapping[str, Any], implement: str,
                     fmt: str, seed: int = 0) -> str:
     """A stable file name for a description: ``<name>_<hash of everything>.<ext>``."""
-    key = json.dumps([kind, name, _plain(config), implement, fmt, seed], sort_keys=True,
-                     default=str)
+    key = json.dumps([GENERATOR_VERSION, kind, name, _plain(config), implement, fmt, seed],
+                     sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     slug = re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or kind
     ext = {"tflite": "tflite", "onnx": "onnx", "openvino": "xml"}[fmt]
