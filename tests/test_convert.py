@@ -167,3 +167,21 @@ def test_bad_requests_are_named_and_leave_no_file(tmp_path):
 def test_functions_pickle_by_reference():
     for fn in (build_and_convert, convert.to_tflite, convert.to_onnx, convert.to_openvino_ir):
         assert pickle.loads(pickle.dumps(fn)) is fn
+
+
+@pytest.mark.slow
+def test_build_and_convert_as_ray_tasks(tmp_path):
+    """The farm's way: conversions as tasks on a real local Ray cluster."""
+    import ray
+    from ray_cluster import local_cluster
+
+    with local_cluster(worker_resources=(), head_cpus=2):
+        task = ray.remote(num_cpus=1)(build_and_convert)
+        refs = [task.remote("kernel", "conv-bn-relu", dict(CONV, HW=h), impl, fmt, str(tmp_path))
+                for h in (8, 10) for impl, fmt in (("torch", "onnx"), ("tensorflow", "tflite"))]
+        paths = ray.get(refs, timeout=600)
+    assert len(set(paths)) == 4
+    for path in paths:
+        runtime = "litert" if path.endswith(".tflite") else "onnxruntime"
+        shape = run_in_farm_runtime(runtime, path)[0]
+        assert sorted(shape) in ([1, 4, 8, 8], [1, 4, 10, 10])
