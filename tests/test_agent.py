@@ -162,13 +162,16 @@ def test_a_model_is_uploaded_once(agent, client, tmp_path):
 
 
 def test_two_clients_on_one_device_are_serialised(agent, client, models):
-    long = QUICK.replace(runs_exact=0, min_runs=1, min_s=1.5, max_s=1.5)
+    import os
+    import signal
+
+    long = QUICK.replace(runs_exact=0, min_runs=1, min_s=1.0, max_s=1.0)
+    digest = client.put_model(models["onnxruntime"])
     results, failures = [], []
 
     def run(policy):
         try:
             with AgentClient(agent.address, token="") as c:
-                digest = c.put_model(models["onnxruntime"])
                 results.append(c.profile(digest, "host-cpu/onnxruntime", policy=policy))
         except Exception as exc:  # reported below; a thread cannot fail the test itself
             failures.append(exc)
@@ -176,12 +179,17 @@ def test_two_clients_on_one_device_are_serialised(agent, client, models):
     first = threading.Thread(target=run, args=(long,))
     first.start()
     wait_for(lambda: device_health(client)["state"] == "busy")
-    others = [threading.Thread(target=run, args=(QUICK.replace(runs_exact=300),)) for _ in range(2)]
-    for t in others:
-        t.start()
-    # Both wait their turn while the first measures: the agent reports them queued.
-    wait_for(lambda: device_health(client)["queue_length"] == 2)
-    assert next(d for d in client.list_devices() if d.id == "host-cpu/onnxruntime").queue_length == 2
+    pid = device_health(client)["worker_pid"]
+    os.kill(pid, signal.SIGSTOP)  # hold the device, however slow this host is today
+    try:
+        others = [threading.Thread(target=run, args=(QUICK.replace(runs_exact=300),)) for _ in range(2)]
+        for t in others:
+            t.start()
+        # Both wait their turn while the first measures: the agent reports them queued.
+        wait_for(lambda: device_health(client)["queue_length"] == 2)
+        assert next(d for d in client.list_devices() if d.id == "host-cpu/onnxruntime").queue_length == 2
+    finally:
+        os.kill(pid, signal.SIGCONT)
     for t in [first, *others]:
         t.join(120)
     assert not failures
