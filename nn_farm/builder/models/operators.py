@@ -17,7 +17,8 @@ batch; see :mod:`nn_farm.builder.models.base`.
     split          [SPLIT_DIM]                     each part: [H, W, C/2] (or SPLIT_DIM)
     flatten        -                               [H*W*C]
     add            - (two inputs)                  unchanged
-    bn, relu, relu6, sigmoid, hswish, se, channelshuffle                unchanged
+    relu           [NEGATIVE_SLOPE] (leaky; MON)   unchanged
+    bn, relu6, sigmoid, hswish, se, channelshuffle                      unchanged
 """
 
 from __future__ import annotations
