@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 AGENT_VERSION = nn_farm.__version__
 CHUNK_BYTES = 1 << 20            # upload chunk size the client uses
-MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES
+MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES   # the largest upload chunk accepted
+MAX_REPLY_BYTES = 64 * CHUNK_BYTES    # a measurement of a million runs still fits
 ERROR_KIND_KEY = "nn-farm-error"  # trailing metadata: the nn_farm.errors class name
 
 # One boundary from the error tree to gRPC status codes (the client inverts it).
@@ -417,7 +418,7 @@ def build_server(config: AgentConfig, *, warm: bool = False) -> tuple[grpc.Serve
         futures.ThreadPoolExecutor(max_workers=max(16, 4 * len(agent.slots)), thread_name_prefix="nn-farm-rpc"),
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_send_message_length", MAX_REPLY_BYTES),
                  ("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_ProfilerServicer_to_server(ProfilerServicer(agent), server)

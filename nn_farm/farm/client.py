@@ -131,7 +131,7 @@ class AgentClient:
         self.address = address
         self.timeout_s = timeout_s
         self._metadata = auth.auth_metadata(token if token is not None else auth.read_token())
-        options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+        options = [("grpc.max_receive_message_length", 16 * _MAX_MESSAGE_BYTES),  # long measurements
                    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
         if root_cert is not None:
             self._channel = grpc.secure_channel(address, auth.channel_credentials(root_cert), options)
