@@ -1,6 +1,6 @@
 """Crash isolation: each device measures in its own long-lived worker process.
 
-    agent thread --job--> DeviceWorker --pipe--> worker process: measure_file(...)
+    agent thread --job--> DeviceWorker --pipe--> worker process: load (cached) + measure_session
                  <-result-             <-------- ("ok", measurement) | ("error", kind, message)
 
 A native library that segfaults, aborts or hangs takes only its worker down.
@@ -215,7 +215,8 @@ class DeviceWorker:
         """Run one measurement job in the worker.
 
         Args:
-            job: ``path``, ``policy`` and ``inputs`` for ``measure_file``.
+            job: ``path`` (the cached model), ``digest``, ``policy`` (a MeasurePolicy)
+                and ``inputs`` (TensorSpecs or None).
             timeout_s: how long to wait for the result.
 
         Returns:
