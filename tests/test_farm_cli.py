@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -153,6 +154,8 @@ def test_agent_command_serves_until_sigterm(tmp_path):
     env = {**os.environ, "NN_FARM_TOKEN": ""}
     proc = subprocess.Popen([sys.executable, "-m", "nn_farm.cli", "agent", "--config", str(cfg), "--port", "0"],
                             stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(120, proc.kill)  # a silent agent must not hang the suite
+    watchdog.start()
     try:
         address = None
         for line in proc.stderr:
@@ -165,6 +168,7 @@ def test_agent_command_serves_until_sigterm(tmp_path):
                              capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 0 and "ort" in out.stdout, out.stderr
     finally:
+        watchdog.cancel()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
 
