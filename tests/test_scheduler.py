@@ -69,8 +69,12 @@ def test_200_models_across_both_devices(farm_cluster, tmp_path):
         expected = {res: node.node_id for res, node in farm_cluster.workers.items()}
         assert nodes == expected
         rows = farm.store.rows()
+        calibrations = farm.store.rows("calibrations")
 
     assert [r.job_name for r in results] == [m.name for m in models]
+    # Each device ran the reference model before its first job, and the store keeps its speed factor.
+    assert {c["device_id"] for c in calibrations} == {"core0/onnxruntime", "core1/onnxruntime"}
+    assert all(c["latency_ms"] > 0 and c["speed_factor"] > 0 for c in calibrations)
     bad = [(r.job_name, r.error) for r in results if not r.ok]
     assert not bad
     by_device = collections.Counter(r.device_id for r in results)
