@@ -151,6 +151,46 @@ def test_cli_profiles_a_directory_then_shows_status(farm_cluster, tmp_path):
     assert report["classes"][CLASS]["devices"] == 2
 
 
+def test_tls_agent_with_token_from_farm_yaml(farm_cluster, tmp_path):
+    from nn_farm.actors import load_farm_config
+    from nn_farm.farm.agent import start_agent
+    from nn_farm.farm.devices import AgentConfig, DeviceConfig
+    from test_agent_security import self_signed
+
+    cert, key = self_signed(tmp_path, "agent")
+    device = DeviceConfig("tls/core1", CLASS, "onnxruntime", options={"intra_op_threads": 1}, cpu_affinity=(1,))
+    agent = start_agent(AgentConfig(port=0, cache_dir=str(tmp_path / "cache"), devices=(device,),
+                                    token="tls-token", tls_cert=str(cert), tls_key=str(key)))
+    try:
+        (tmp_path / "token").write_text("tls-token\n")
+        (tmp_path / "farm.yaml").write_text(
+            f"store: r.db\nagents:\n  - {{address: '{agent.address}', token_file: token, root_cert: agent.crt}}\n")
+        with Farm(load_farm_config(tmp_path / "farm.yaml"), progress=False, calibrate=False) as farm:
+            results = farm.profile(tiny_onnx_models(tmp_path / "models", 4), policy=FAST)
+    finally:
+        agent.stop()
+    assert all(r.ok and r.device_id == "tls/core1" for r in results), [r.error for r in results]
+
+
+def test_one_laptop_local_ray_and_a_loopback_agent(tmp_path):
+    """No cluster: `nn-farm farm profile` starts its own local Ray (in a subprocess,
+    since this process is joined to the test cluster) and stops it on exit."""
+    agent = onnx_agent(tmp_path / "cache", 0, device_class="laptop-cpu")
+    try:
+        tiny_onnx_models(tmp_path / "models", 3)
+        (tmp_path / "farm.yaml").write_text(f"store: r.db\nagents: [{{address: '{agent.address}'}}]\n")
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_TMPDIR")}
+        run = subprocess.run([sys.executable, "-m", "nn_farm.cli", "farm", "profile", "--config",
+                              str(tmp_path / "farm.yaml"), str(tmp_path / "models"), "--runs", "3", "--no-gate"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        agent.stop()
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sum(" ms on core0/onnxruntime" in line for line in run.stdout.splitlines()) == 3
+    with ResultStore(tmp_path / "r.db") as store:
+        assert store.count() == 3
+
+
 def test_agent_refusing_the_token_gives_a_clear_error(tmp_path):
     agent = onnx_agent(tmp_path / "cache", 0, token="right-token")
     try:
