@@ -5,7 +5,9 @@ actor per device, the real scheduler and result store. Only the devices are
 fake: they use the SIMULATED runtime, whose "model" is a JSON file naming a
 latency and whose runs sleep (nn_farm/farm/runtimes/simulated.py). Each job's
 latency comes from a cost model of sampled kernels: lognormal around
-``--median-ms`` (sigma 0.8, clipped to [0.2, 40] ms), ``--runs`` timed runs per job.
+``--median-ms`` (sigma 0.8, clipped to [0.2, 40] ms), ``--runs`` timed runs per job
+(30, the default policy's min_runs: about 0.2 s of device time per job; a real
+default-policy job takes 0.5 s or more, so this is the harder case).
 
 For each device count, after a short warm-up (actors and agent workers up), it
 prints:
@@ -16,7 +18,7 @@ prints:
   everything between measurements (scheduler, Ray, gRPC, the agent).
 The last line is one JSON object with every figure.
 
-    .venv/bin/python benchmarks/farm_scaling.py                 # 5,000 jobs (about 15 min)
+    .venv/bin/python benchmarks/farm_scaling.py                 # 5,000 jobs (about 25 min, 17 of them on 1 device)
     .venv/bin/python benchmarks/farm_scaling.py --jobs 400 --devices 1 4 16
 """
 
