@@ -8,7 +8,7 @@ Names are loaded on first use, so importing this package does not import Ray.
 
 from __future__ import annotations
 
-import importlib
+from nn_farm._lazy import lazy_exports
 
 _LAZY = {
     "Farm": "nn_farm.actors.scheduler",
@@ -30,14 +30,4 @@ _LAZY = {
     "ray_environment": "nn_farm.actors.ray_init",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__, __getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -8,7 +8,7 @@ that importing this package (and ``nn-farm --help``) stays fast.
 
 from __future__ import annotations
 
-import importlib
+from nn_farm._lazy import lazy_exports
 
 _LAZY = {
     "AgentClient": "nn_farm.farm.client",
@@ -28,14 +28,4 @@ _LAZY = {
     "TensorSpec": "nn_farm.farm.tensors",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__, __getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -26,6 +26,7 @@ the kept mask are all kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -143,22 +144,34 @@ def measure_file(runtime: str, path: str, inputs: list[TensorSpec] | None = None
     if not status.available:
         raise DeviceUnavailable(f"runtime {runtime!r} is unavailable: {status.reason}")
     inputs = [s if isinstance(s, TensorSpec) else TensorSpec.from_dict(s) for s in inputs or []] or None
-    previous = os.sched_getaffinity(0)
-    try:
-        if policy.cpu_affinity:
-            try:
-                os.sched_setaffinity(0, policy.cpu_affinity)
-            except OSError as exc:
-                raise PolicyError(f"cpu_affinity {list(policy.cpu_affinity)} is not possible here "
-                                  f"(cores present: {sorted(previous)}): {exc}") from exc
+    with pinned_to(policy.cpu_affinity):
         with rt.load(path, inputs, options) as session:
             m = measure_session(session, policy, probe)
         m.device = {**host_identity(), **m.device}
-    finally:
-        if policy.cpu_affinity:
-            os.sched_setaffinity(0, previous)
     m.runtime, m.runtime_version = runtime, status.version
     return m
+
+
+@contextlib.contextmanager
+def pinned_to(cores):
+    """Pin this process to ``cores`` for the block (no-op when empty), then restore.
+
+    Raises:
+        PolicyError: the host does not have those cores.
+    """
+    if not cores:
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, cores)
+    except OSError as exc:
+        raise PolicyError(f"cpu_affinity {list(cores)} is not possible here "
+                          f"(cores present: {sorted(previous)}): {exc}") from exc
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
 
 
 def host_identity() -> dict:

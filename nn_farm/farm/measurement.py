@@ -138,9 +138,7 @@ class Measurement:
             probe_ms=self.probe_ms,
             kept=self.kept,
         )
-        for name in ("mean_ms", "std_ms", "median_ms", "p10_ms", "p90_ms", "trimmed_mean_ms",
-                     "min_ms", "runs", "kept_runs", "speed_factor", "speed_state", "best_probe_ms",
-                     "attempts", "calm_wait_s", "started_unix_s", "finished_unix_s"):
+        for name in _SCALARS:
             setattr(msg, name, getattr(self, name))
         return msg
 
@@ -158,13 +156,15 @@ class Measurement:
             probe_ms=list(msg.probe_ms),
             kept=list(msg.kept),
         )
-        for name in ("mean_ms", "std_ms", "median_ms", "p10_ms", "p90_ms", "trimmed_mean_ms",
-                     "min_ms", "runs", "kept_runs", "speed_factor", "speed_state", "best_probe_ms",
-                     "attempts", "calm_wait_s", "started_unix_s", "finished_unix_s"):
+        for name in _SCALARS:
             setattr(m, name, getattr(msg, name))
         return m
 
 
+# Scalar fields that travel unchanged between the record and the wire message.
+_SCALARS = ("mean_ms", "std_ms", "median_ms", "p10_ms", "p90_ms", "trimmed_mean_ms", "min_ms",
+            "runs", "kept_runs", "speed_factor", "speed_state", "best_probe_ms", "attempts",
+            "calm_wait_s", "started_unix_s", "finished_unix_s")
 _IDENTITY_FIELDS = ("hostname", "cpu_model", "os", "serial", "threads", "delegate", "cpu_affinity")
 
 

@@ -86,20 +86,10 @@ class _Sessions:
         self._open: dict = {}
 
     def measure(self, job: dict, probe):
-        import os
-
-        from nn_farm.errors import PolicyError
-        from nn_farm.farm.measure import host_identity, measure_session
+        from nn_farm.farm.measure import host_identity, measure_session, pinned_to
 
         policy, inputs = job["policy"], job.get("inputs")
-        previous = os.sched_getaffinity(0)
-        try:
-            if policy.cpu_affinity:
-                try:
-                    os.sched_setaffinity(0, policy.cpu_affinity)
-                except OSError as exc:
-                    raise PolicyError(f"cpu_affinity {list(policy.cpu_affinity)} is not possible here "
-                                      f"(cores present: {sorted(previous)}): {exc}") from exc
+        with pinned_to(policy.cpu_affinity):
             key = (job["path"], tuple(inputs or ()))
             session = self._open.pop(key, None) or self._rt.load(job["path"], inputs, self.options)
             self._open[key] = session  # most recently used last
@@ -111,9 +101,6 @@ class _Sessions:
                 self._open.pop(key).close()  # a session that failed mid-run is not reused
                 raise
             m.device = {**host_identity(), **m.device}
-        finally:
-            if policy.cpu_affinity:
-                os.sched_setaffinity(0, previous)
         m.runtime, m.runtime_version = self.runtime, self.version
         return m
 

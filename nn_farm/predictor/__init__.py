@@ -12,7 +12,7 @@ Public names are loaded on first use, so ``import nn_farm.predictor`` stays chea
 
 from __future__ import annotations
 
-import importlib
+from nn_farm._lazy import lazy_exports
 
 _EXPORTS = {
     "LatencyPredictor": "nn_farm.predictor.latency_predictor",
@@ -31,17 +31,4 @@ _EXPORTS = {
     "features": "nn_farm.predictor.kernel_specs",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
