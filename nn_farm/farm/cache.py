@@ -62,14 +62,6 @@ def check_format(fmt: str, digest: str | None = None) -> str:
     return fmt
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pack_openvino_ir(xml_path: str | os.PathLike) -> bytes:
     """Pack an OpenVINO IR (``model.xml`` beside ``model.bin``) into one ``irtar`` upload.
 

@@ -85,9 +85,6 @@ def cmd_devices(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    import hashlib
-
-    from nn_farm.farm.client import model_bytes
     from nn_farm.farm.policy import MeasurePolicy
 
     changes = {}
@@ -96,10 +93,8 @@ def cmd_profile(args) -> int:
     if args.timeout_s:
         changes["timeout_s"] = args.timeout_s
     policy = MeasurePolicy(**changes)
-    data, fmt = model_bytes(args.model)
     with _client(args) as client:
-        uploaded = not client.has_model(hashlib.sha256(data).hexdigest())
-        digest = client.put_model(data, format=fmt)  # uploads only if the agent lacks it
+        digest, uploaded = client.ensure_model(args.model)  # uploads only if the agent lacks it
         m = client.profile(digest, args.device, policy=policy)
     if args.json:
         print(json.dumps(m.to_dict(), indent=2))

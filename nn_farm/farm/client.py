@@ -180,11 +180,20 @@ class AgentClient:
             InvalidModel: unreadable file, unknown format, or bytes the agent rejected.
             ModelTooLarge: over the agent's upload limit.
         """
+        return self.ensure_model(model, format)[0]
+
+    def ensure_model(self, model: str | os.PathLike | bytes, format: str | None = None) -> tuple[str, bool]:
+        """:meth:`put_model`, also saying whether the bytes had to be sent.
+
+        Returns:
+            ``(digest, uploaded)``: ``uploaded`` is False when the agent already had it.
+        """
         data, fmt = model_bytes(model, format)
         digest = hashlib.sha256(data).hexdigest()
-        if not self.has_model(digest):
-            self._call("PutModel", _chunks(data, digest, fmt), timeout_s=self.timeout_s, digest=digest)
-        return digest
+        if self.has_model(digest):
+            return digest, False
+        self._call("PutModel", _chunks(data, digest, fmt), timeout_s=self.timeout_s, digest=digest)
+        return digest, True
 
     def profile(self, digest: str, device_id: str, *, inputs: Sequence | None = None,
                 policy=None, timeout_s: float | None = None) -> Measurement:
