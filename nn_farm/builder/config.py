@@ -335,6 +335,9 @@ BACKEND_SCHEMA: dict[str, Check] = {
     "DEVICE_CLASS": string,
     "RUNTIME": one_of("litert", "onnxruntime", "openvino", "torch"),
     "THREADS": positive_int,
+    "DEVICES": positive_int,  # embedded farms: host cores measured on, one device each
+    "FORMAT": one_of("tflite", "onnx", "openvino"),  # default: the runtime's own format
+    "POLICY": mapping,  # measurement policy fields (nn_farm.farm.policy.MeasurePolicy)
     "PARAMS": mapping,  # a customized backend's own settings (its defaultConfigFile)
 }
 
