@@ -1,0 +1,225 @@
+"""Decide each test case from its measurements, with the measurement noise in view.
+
+Basic pair (nn-Meter's rule): op1 and op2 are fused when
+
+    margin = T1 + T2 - T12 - alpha * min(T1, T2) > 0
+
+MON and registered test cases: the case whose summed latency is closest to the
+block's wins; the declared ``true_case`` wins ties (nn-Meter's test).
+
+Noise: every latency T comes with an uncertainty u(T) built from its measurement
+(see :func:`estimate`): the standard error of the mean from the run spread
+(the larger of the std and the p10-p90 width), plus a floor for drift between
+measurement sessions that the spread cannot show: 2% of T when the speed gate
+kept only fast runs, the measured slow-down (at least 10%) when the gate gave up
+("slow"), 8% when the runs were not gated. Those floors are what
+benchmarks/measure_stability.py shows for two passes over the same models.
+A verdict's confidence is P(the sign of the margin is right) under a normal
+model, Phi(|margin| / u(margin)). A verdict below the asked-for z is
+*uncertain*: the runner re-measures its models with more runs and pools the
+measurements (inverse-variance weights; rounds that disagree beyond their
+uncertainties widen the pooled one, Birge's ratio).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from nn_farm.builder.ruletest.cases import BASIC, TestCase
+
+__all__ = [
+    "DRIFT_REL",
+    "SLOW_REL",
+    "UNGATED_REL",
+    "Estimate",
+    "Verdict",
+    "estimate",
+    "latency_string",
+    "basic_verdict",
+    "case_verdict",
+    "analyze",
+]
+
+#: Session-to-session drift floors, relative to the latency (see the module doc).
+DRIFT_REL = 0.02
+SLOW_REL = 0.10
+UNGATED_REL = 0.08
+_P10_P90_SIGMAS = 2.5631  # width of the 10-90% interval of a normal, in sigmas
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One model's latency from one or more measurements.
+
+    Attributes:
+        mean_ms: the (pooled) mean of kept runs.
+        std_ms: the run-to-run spread (what nn-Meter's "mean +- std" shows).
+        u_ms: the uncertainty of ``mean_ms`` (standard error + drift floor).
+        runs: kept runs over all measurements.
+        rounds: measurements pooled.
+        slow: some measurement was taken while the host stayed slow.
+    """
+
+    mean_ms: float
+    std_ms: float
+    u_ms: float
+    runs: int
+    rounds: int
+    slow: bool = False
+
+
+def _one(m) -> Estimate:
+    n = max(int(m.kept_runs or m.runs or 1), 1)
+    spread = m.std_ms if math.isfinite(m.std_ms) else 0.0
+    if math.isfinite(m.p10_ms) and math.isfinite(m.p90_ms):
+        spread = max(spread, (m.p90_ms - m.p10_ms) / _P10_P90_SIGMAS)
+    sem = spread / math.sqrt(n)
+    if m.speed_state == "slow":
+        floor = max(SLOW_REL, float(m.speed_factor) - 1.0)
+    elif m.speed_state == "ungated":
+        floor = UNGATED_REL
+    else:
+        floor = DRIFT_REL
+    u = math.hypot(sem, floor * m.mean_ms)
+    return Estimate(m.mean_ms, spread, u, n, 1, m.speed_state == "slow")
+
+
+def estimate(measurements: Sequence) -> Estimate:
+    """Pool measurements of one model (farm :class:`~nn_farm.farm.measurement.Measurement` s).
+
+    Raises:
+        ValueError: no measurement.
+    """
+    parts = [_one(m) for m in measurements]
+    if not parts:
+        raise ValueError("no measurement to estimate from")
+    if len(parts) == 1:
+        return parts[0]
+    weights = [1.0 / max(p.u_ms, 1e-12) ** 2 for p in parts]
+    total = sum(weights)
+    mean = sum(w * p.mean_ms for w, p in zip(weights, parts)) / total
+    u = 1.0 / math.sqrt(total)
+    chi2 = sum(w * (p.mean_ms - mean) ** 2 for w, p in zip(weights, parts))
+    birge = math.sqrt(chi2 / (len(parts) - 1))
+    runs = sum(p.runs for p in parts)
+    spread = math.sqrt(sum(p.runs * p.std_ms ** 2 for p in parts) / runs)
+    return Estimate(mean, spread, u * max(1.0, birge), runs, len(parts), any(p.slow for p in parts))
+
+
+def latency_string(avg: float, std: float) -> str:
+    """nn-Meter's ``"avg +- std"``."""
+    return f"{avg} +- {std}"
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one test case says.
+
+    Attributes:
+        obey: basic pairs: fused or not; others: the winning case name; None
+            when it could not be decided (a model failed).
+        confidence: P(the verdict is right) under the noise model, 0.5..1.
+        z: |margin| / u(margin) (basic), or the gap between the best and the
+            second-best case in units of its uncertainty.
+        margin_ms, uncertainty_ms: the margin (basic: the rule's left side minus
+            the right; others: the gap) and its uncertainty.
+        latency: nn-Meter's latency strings (``block``, the models, ``ops``/cases).
+        note: why a case was skipped or undecided.
+    """
+
+    obey: Any
+    confidence: float
+    z: float
+    margin_ms: float = float("nan")
+    uncertainty_ms: float = float("nan")
+    latency: dict | None = None
+    note: str = ""
+
+
+def basic_verdict(case: TestCase, est: Mapping[str, Estimate], alpha: float) -> Verdict:
+    """nn-Meter's BasicFusion rule with the margin's uncertainty."""
+    k1, k2 = case.cases["ops"]
+    t1, t2, tb = est[k1], est[k2], est["block"]
+    # margin = (T1 + T2 - T12) - alpha * min(T1, T2): the min's uncertainty is its own
+    # term's, so it enters once with weight (1 - alpha).
+    w1, w2 = (1.0 - alpha, 1.0) if t1.mean_ms <= t2.mean_ms else (1.0, 1.0 - alpha)
+    margin = t1.mean_ms + t2.mean_ms - tb.mean_ms - alpha * min(t1.mean_ms, t2.mean_ms)
+    u = math.sqrt((w1 * t1.u_ms) ** 2 + (w2 * t2.u_ms) ** 2 + tb.u_ms ** 2)
+    z = abs(margin) / u if u > 0 else math.inf
+    ops_avg = t1.mean_ms + t2.mean_ms
+    latency = {
+        "block": latency_string(tb.mean_ms, tb.std_ms),
+        k1: latency_string(t1.mean_ms, t1.std_ms),
+        k2: latency_string(t2.mean_ms, t2.std_ms),
+        "ops": latency_string(ops_avg, math.hypot(t1.std_ms, t2.std_ms)),
+    }
+    return Verdict(bool(margin > 0), _phi(z), z, margin, u, latency)
+
+
+def case_verdict(case: TestCase, est: Mapping[str, Estimate]) -> Verdict:
+    """MON / registered test cases: the case whose sum is closest to the block."""
+    tb = est["block"]
+    latency = {"block": latency_string(tb.mean_ms, tb.std_ms)}
+    gaps = {}
+    for name, keys in case.cases.items():
+        avg = sum(est[k].mean_ms for k in keys)
+        std = math.sqrt(sum(est[k].std_ms ** 2 for k in keys))
+        u = math.sqrt(sum(est[k].u_ms ** 2 for k in keys))
+        for k in keys:
+            latency.setdefault(k, latency_string(est[k].mean_ms, est[k].std_ms))
+        latency[name] = latency_string(avg, std)
+        gaps[name] = (abs(avg - tb.mean_ms), u)
+    # nn-Meter keeps the true case unless another is strictly closer.
+    order = sorted(gaps, key=lambda n: (gaps[n][0], n != case.true_case))
+    best = order[0]
+    if len(order) == 1:
+        return Verdict(best, 1.0, math.inf, latency=latency)
+    second = order[1]
+    gap = gaps[second][0] - gaps[best][0]
+    u = math.sqrt(gaps[best][1] ** 2 + gaps[second][1] ** 2 + tb.u_ms ** 2)
+    z = gap / u if u > 0 else math.inf
+    return Verdict(best, _phi(z), z, gap, u, latency)
+
+
+def analyze(testcases: Iterable[TestCase], estimates: Mapping[str, Mapping[str, Estimate]],
+            alpha: float, *, errors: Mapping[str, str] | None = None
+            ) -> dict[str, Verdict]:
+    """Verdicts of every test case, in the given (dependency) order.
+
+    A test case whose dependency came out other than expected is not tested
+    (``obey`` False, as nn-Meter does); its confidence is the dependency's.
+
+    Args:
+        testcases: in dependency order.
+        estimates: test case -> model key -> :class:`Estimate`.
+        alpha: EMP_ALPHA.
+        errors: test case -> why a model of it has no measurement.
+
+    Returns:
+        test case name -> :class:`Verdict`.
+    """
+    errors = errors or {}
+    verdicts: dict[str, Verdict] = {}
+    for case in testcases:
+        unmet = [(d, want) for d, want in case.deps.items()
+                 if d in verdicts and verdicts[d].obey != want]
+        undecided = [d for d in case.deps if d in verdicts and verdicts[d].obey is None]
+        if case.name in errors:
+            verdicts[case.name] = Verdict(None, 0.0, 0.0, note=errors[case.name])
+        elif undecided:
+            verdicts[case.name] = Verdict(None, 0.0, 0.0, note=f"dependency {undecided[0]} undecided")
+        elif unmet:
+            dep, want = unmet[0]
+            verdicts[case.name] = Verdict(False, verdicts[dep].confidence, verdicts[dep].z,
+                                          note=f"dependency {dep} is not {want!r}")
+        elif case.kind == BASIC:
+            verdicts[case.name] = basic_verdict(case, estimates[case.name], alpha)
+        else:
+            verdicts[case.name] = case_verdict(case, estimates[case.name])
+    return verdicts
