@@ -1,6 +1,7 @@
 """The builder's commands: `create`, its register/unregister kinds, and its list flags.
 
     nn-farm create --workspace DIR [--backend NAME] [--farm FARM_YAML] [--device-class C]
+    nn-farm ruletest --workspace DIR [--devices N]
     nn-farm register   --operator|--testcase|--kernel|--backend META_YAML
     nn-farm unregister --operator|--testcase|--kernel|--backend NAME
     nn-farm --list-operators | --list-testcases | --list-kernels | --list-backends
@@ -73,6 +74,18 @@ def register(subparsers) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace existing config files")
     c.set_defaults(func=_cmd_create)
 
+    r = subparsers.add_parser(
+        "ruletest", help="run the fusion rule tester of a workspace on its backend",
+        description="Generate the test cases of configs/ruletest_config.yaml, profile them on "
+                    "the workspace's backend (resumable: results.db), detect the fusion rules "
+                    "and write fusion_rule_test/{origin_testcases,profiled_results,"
+                    "detected_fusion_rule}.json. Under `ray job submit` it joins that cluster.")
+    r.add_argument("--workspace", required=True, metavar="DIR", help="workspace directory")
+    r.add_argument("--devices", type=int, metavar="N",
+                   help="embedded backends: host cores to measure on (default: DEVICES, else 1)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_ruletest)
+
     for kind in _KINDS:
         try:
             add_registry_kind(f"--{kind}", metavar="META_YAML|NAME",
@@ -91,4 +104,18 @@ def _cmd_create(args) -> int:
     print(f"workspace {ws.root} for backend {args.backend}:")
     for path in (ws.ruletest_config, ws.predbuild_config, ws.backend_config):
         print(f"  {path}")
+    return 0
+
+
+def _cmd_ruletest(args) -> int:
+    from nn_farm.builder.ruletest.run import ruletest
+
+    report = ruletest(args.workspace, devices=args.devices, progress=not args.no_progress)
+    for name, rule in report.rules.items():
+        note = f"  ({rule['note']})" if rule.get("note") else ""
+        print(f"{name:28s} obey={str(rule['obey']):6s} confidence={rule['confidence']:.3f} "
+              f"rounds={rule['rounds']}{note}")
+    print(f"{report.models} models, {report.measured} measured, {report.skipped} from the store, "
+          f"{len(report.remeasured)} test case(s) re-measured, {report.wall_s:.0f} s")
+    print(f"rules: {report.files['detected']}")
     return 0
