@@ -1,7 +1,9 @@
-"""The builder's commands: `create`, its register/unregister kinds, and its list flags.
+"""The builder's commands: `create`, `ruletest`, `build`, `demo`, register kinds and list flags.
 
     nn-farm create --workspace DIR [--backend NAME] [--farm FARM_YAML] [--device-class C]
     nn-farm ruletest --workspace DIR [--devices N]
+    nn-farm build --workspace DIR [--backend NAME] [--kernels K ...]   (also under `ray job submit --`)
+    nn-farm demo [--workspace DIR]       the main job: build for this host's CPU, check on real models
     nn-farm register   --operator|--testcase|--kernel|--backend META_YAML
     nn-farm unregister --operator|--testcase|--kernel|--backend NAME
     nn-farm --list-operators | --list-testcases | --list-kernels | --list-backends
@@ -85,6 +87,7 @@ def register(subparsers) -> None:
                    help="embedded backends: host cores to measure on (default: DEVICES, else 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=_cmd_ruletest)
+    _register_build(subparsers)
 
     for kind in _KINDS:
         try:
@@ -119,3 +122,75 @@ def _cmd_ruletest(args) -> int:
           f"{len(report.remeasured)} test case(s) re-measured, {report.wall_s:.0f} s")
     print(f"rules: {report.files['detected']}")
     return 0
+
+
+def _register_build(subparsers) -> None:
+    b = subparsers.add_parser(
+        "build", help="build a latency predictor for a workspace's backend (resumable)",
+        description="Sample, generate and convert (Ray tasks), measure (one farm run per round for "
+                    "all kernels), train (one Ray task per kernel) and package the kernels of "
+                    "configs/predictorbuild_config.yaml, with adaptive rounds kept only when they "
+                    "measure better. Creates the workspace if it has no configs. A rerun skips "
+                    "measured kernels and finished rounds. Under `ray job submit` it joins that "
+                    "cluster (RAY_ADDRESS).")
+    b.add_argument("--workspace", required=True, metavar="DIR", help="workspace directory")
+    b.add_argument("--backend", metavar="NAME",
+                   help="backend (default: the workspace's; a new workspace gets host-cpu-litert)")
+    b.add_argument("--kernels", nargs="+", metavar="KERNEL", help="only these kernel types of KERNELS")
+    b.add_argument("--devices", type=int, metavar="N",
+                   help="embedded backends: host cores to measure on (default: DEVICES, else 1)")
+    b.add_argument("--ruletest", choices=("auto", "run", "skip"), default="auto",
+                   help="fusion rules: auto = use the workspace's detected rules, running the rule "
+                        "test if missing (default); skip = default rules with a warning if missing")
+    b.add_argument("--target-accuracy", type=float, default=None, metavar="FRACTION",
+                   help="stop a kernel's rounds at this +-10%% accuracy (default 0.95)")
+    b.add_argument("--name", metavar="NAME", help="package name (default: the device class)")
+    b.add_argument("--version", default="1.0", help="package version (default 1.0)")
+    b.add_argument("--no-register", action="store_true", help="do not register the package")
+    b.add_argument("--json", action="store_true", help="print the build summary as JSON at the end")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.set_defaults(func=_cmd_build)
+
+    d = subparsers.add_parser(
+        "demo", help="the main job: build a predictor for this host's CPU, then check it on real models",
+        description="In a workspace (default ./nn-farm-demo; resumable), build a latency predictor "
+                    "for this host's CPU (LiteRT, one thread), predict real keras.applications "
+                    "models (weights=None, converted to .tflite), measure each on the same device "
+                    "through the farm, and print predicted vs measured with the +-10%% accuracy; "
+                    "writes report.json and scatter.png. `nn-farm runtimes` is the old runtime table.")
+    d.add_argument("--workspace", default="nn-farm-demo", metavar="DIR", help="workspace (default ./nn-farm-demo)")
+    d.add_argument("--models", nargs="+", metavar="NAME", help="keras.applications names to check")
+    d.add_argument("--budget", choices=("default", "small", "tiny"), default="default",
+                   help="kernel sampling budget (default: fits 20 minutes on a quiet 2-core host)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.set_defaults(func=_cmd_demo)
+
+
+def _cmd_build(args) -> int:
+    import json
+    import pathlib
+
+    from nn_farm.builder.config import DEFAULT_BACKEND
+    from nn_farm.builder.kernel_builder import DEFAULT_TARGET_ACC10, build_latency_predictor
+    from nn_farm.builder.workspace import Workspace, create_workspace
+
+    ws = Workspace(pathlib.Path(args.workspace).resolve())
+    if not ws.configs_dir.is_dir():
+        create_workspace(ws.root, backend=args.backend or DEFAULT_BACKEND)
+        print(f"created workspace {ws.root} for backend {args.backend or DEFAULT_BACKEND}")
+    result = build_latency_predictor(
+        args.backend, workspace=ws.root, kernels=args.kernels, devices=args.devices,
+        ray_address=None, name=args.name, version=args.version, register=not args.no_register,
+        ruletest=args.ruletest,
+        target_accuracy=DEFAULT_TARGET_ACC10 if args.target_accuracy is None else args.target_accuracy,
+        progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(result.summary()))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from nn_farm.builder.main_job import run_main_job
+
+    report = run_main_job(args.workspace, models=args.models, budget=args.budget, progress=not args.no_progress)
+    return 0 if report["models"] else 1

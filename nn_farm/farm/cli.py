@@ -1,9 +1,9 @@
-"""The farm's sub-commands: ``agent``, ``devices``, ``profile`` and ``demo``.
+"""The farm's sub-commands: ``agent``, ``devices``, ``profile`` and ``runtimes``.
 
     nn-farm agent [--config agent.yaml] [--host H] [--port P]
     nn-farm devices --agent HOST:PORT [--json]
     nn-farm profile MODEL --agent HOST:PORT --device ID [--runs N] [--json]
-    nn-farm demo
+    nn-farm runtimes     (the builder's ``nn-farm demo`` is the main job)
 
 Clients take the token from ``--token-file`` or ``NN_FARM_TOKEN`` and trust the
 agent's TLS certificate through ``--tls-root-cert``. Nothing heavy is imported
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the full measurement as JSON")
     p.set_defaults(func=cmd_profile)
 
-    p = subparsers.add_parser("demo", help="profile a bundled model on every runtime of this host",
+    p = subparsers.add_parser("runtimes", help="profile a bundled model on every runtime of this host",
                               description="Start an in-process agent for this host's CPU and profile "
                                           "the bundled tiny conv network on every installed runtime.")
     p.set_defaults(func=cmd_demo)

@@ -1,4 +1,4 @@
-"""``nn-farm demo``: the main job until the builder lands.
+"""``nn-farm runtimes``: the bundled tiny model on every runtime of this host (was ``nn-farm demo``).
 
 Starts an in-process agent for this host's CPU, uploads the bundled tiny conv
 network once per format, and profiles it on every runtime through the agent,

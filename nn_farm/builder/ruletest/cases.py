@@ -270,8 +270,15 @@ def load_testcases(config: Mapping[str, Any], implement: str) -> list[TestCase]:
         ConfigError: a bad pair, an unknown or broken test case, a missing or
             circular dependency (each names the config key).
     """
+    from nn_farm.builder.models.registry import BUILTIN_OPERATORS
+
+    pairs = list(config.get("BASIC_TESTCASES") or [])
+    if any(op not in BUILTIN_OPERATORS for pair in pairs for op in pair.split("_")):
+        from nn_farm.builder import registry
+
+        registry.activate()  # customized operators, from their registered packages
     found: dict[str, TestCase] = {}
-    for pair in config.get("BASIC_TESTCASES") or []:
+    for pair in pairs:
         case = basic_testcase(pair, config, implement)
         found.setdefault(case.name, case)
     for name in config.get("OTHER_TESTCASES") or []:

@@ -113,25 +113,29 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
     Raises:
         ConfigError: a bad config, an unknown or broken test case or operator.
     """
-    from nn_farm.builder.backend import open_backend
+    from nn_farm.builder.backend import FORMAT_IMPLEMENTS, model_format, open_backend
 
     started = time.perf_counter()
     manager = cfg.ConfigManager().init(workspace)
     config = dict(manager.get_module("ruletest"))
+    backend_config = manager.get_module("backend")
     out_dir = Path(config["WORKSPACE"])
+    # Test cases first: a bad pair or a broken registered package fails before any
+    # agent or Ray starts.
+    fmt = model_format(backend_config)
+    implement = FORMAT_IMPLEMENTS.get(fmt, config.get("IMPLEMENT", "tensorflow"))
+    if config.get("IMPLEMENT") and config["IMPLEMENT"] != implement:
+        log.warning("IMPLEMENT is %s but backend %s measures %s files, made from %s models; "
+                    "using %s", config["IMPLEMENT"], backend_config["BACKEND"], fmt, implement, implement)
+    testcases = load_testcases(config, implement)
+    jobs = testcase_jobs(testcases, config, implement, fmt, out_dir / "testcases")
+    paths: dict[str, dict[str, str]] = collections.defaultdict(dict)
+    for job in jobs:
+        paths[job.meta["testcase"]][job.meta["model"]] = job.meta["path"]
+    origin = io.origin_testcases(testcases, paths)
     tally: collections.Counter = collections.Counter()
-    with open_backend(workspace, devices=devices, ray_address=ray_address, progress=progress) as backend:
-        implement = backend.implement
-        if config.get("IMPLEMENT") and config["IMPLEMENT"] != implement:
-            log.warning("IMPLEMENT is %s but backend %s measures %s files, made from %s models; "
-                        "using %s", config["IMPLEMENT"], backend.name, backend.format, implement,
-                        implement)
-        testcases = load_testcases(config, implement)
-        jobs = testcase_jobs(testcases, config, implement, backend.format, out_dir / "testcases")
-        paths: dict[str, dict[str, str]] = collections.defaultdict(dict)
-        for job in jobs:
-            paths[job.meta["testcase"]][job.meta["model"]] = job.meta["path"]
-        origin = io.origin_testcases(testcases, paths)
+    with open_backend(workspace, backend_config=backend_config, devices=devices, ray_address=ray_address,
+                      progress=progress) as backend:
         files = {"origin": io.write_json(out_dir / io.ORIGIN_FILE, origin)}
         log.info("rule test: %d test cases, %d models on %s (%d device(s))", len(testcases),
                  len(jobs), backend.device_class, backend.devices)

@@ -1,0 +1,171 @@
+"""The fusion rule tester: test cases, noise-aware detection, and real runs on this host's LiteRT CPU.
+
+The real runs check every verdict against what the TFLite converter really made of
+the models, read independently from the .tflite files (``model_ops``): a block
+that runs fewer ops than its two operators alone was fused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from nn_farm.builder.config import default_ruletest_config
+from nn_farm.builder.ruletest import detect, io
+from nn_farm.builder.ruletest.cases import BASIC, TestCase, dependency_order, load_testcases
+from nn_farm.builder.ruletest import generate
+from nn_farm.builder.ruletest.run import remeasure_policy
+from nn_farm.errors import ConfigError
+from nn_farm.farm.measurement import Measurement
+from nn_farm.farm.policy import MeasurePolicy
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------- test cases
+
+
+def _config(pairs, others=()):
+    config = default_ruletest_config()
+    config["BASIC_TESTCASES"], config["OTHER_TESTCASES"] = list(pairs), list(others)
+    return config
+
+
+def test_mon_pulls_in_its_dependency_first():
+    cases = load_testcases(_config(["conv_relu"], ["MON"]), "tensorflow")
+    assert [c.name for c in cases] == ["BF_conv_relu", "BF_dwconv_relu", "MON"]
+    mon = cases[-1]
+    assert mon.deps == {"BF_dwconv_relu": True} and mon.true_case == "case1"
+    assert set(mon.models) == {"block", "relu_relu", "relu_dwconv", "dwconv", "dwconv_relu_relu",
+                               "dwconv_relu"}
+    same = load_testcases(_config(["relu_relu"]), "torch")[0]
+    assert same.cases == {"ops": ["relu_1", "relu_2"]}  # nn-Meter's aliases
+    fc = load_testcases(_config(["fc_relu"]), "tensorflow")[0]
+    assert fc.models["block"] == [[428]]  # LAYERS_1D input
+
+
+def test_dependency_order_and_cycles():
+    def case(name, deps):
+        return TestCase(name, "custom", {"block": [[1]]}, {"a": ["block"]}, "a", deps)
+
+    ordered = dependency_order([case("C", {"B": True}), case("B", {"A": True}), case("A", {})])
+    assert [c.name for c in ordered] == ["A", "B", "C"]
+    with pytest.raises(ConfigError, match="cycle"):
+        dependency_order([case("A", {"B": True}), case("B", {"A": True})])
+
+
+def test_bad_test_case_names_are_config_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("NN_FARM_HOME", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_testcases(_config(["conv_relu_bn"]), "tensorflow")
+    assert info.value.key == "BASIC_TESTCASES" and "conv_relu_bn" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_testcases(_config([], ["NoSuchCase"]), "tensorflow")
+    assert info.value.key == "OTHER_TESTCASES" and "NoSuchCase" in str(info.value)
+
+
+def test_jobs_name_the_model_and_change_with_the_config(tmp_path):
+    cases = load_testcases(_config(["conv_relu"]), "tensorflow")
+    jobs = generate.testcase_jobs(cases, _config(["conv_relu"]), "tensorflow", "tflite", tmp_path)
+    assert sorted(j.meta["model"] for j in jobs) == ["block", "conv", "relu"]
+    assert all(j.name.startswith("BF_conv_relu/") and j.group == "BF_conv_relu" for j in jobs)
+    other = _config(["conv_relu"])
+    other["HW"] = 14
+    renamed = generate.testcase_jobs(load_testcases(other, "tensorflow"), other, "tensorflow", "tflite", tmp_path)
+    assert not {j.name for j in jobs} & {j.name for j in renamed}
+    # EMP_ALPHA and DETAIL do not change any model
+    alpha = _config(["conv_relu"])
+    alpha["EMP_ALPHA"], alpha["DETAIL"] = 0.9, False
+    same = generate.testcase_jobs(cases, alpha, "tensorflow", "tflite", tmp_path)
+    assert [j.name for j in same] == [j.name for j in jobs]
+
+
+# ---------------------------------------------------------------- detection
+
+
+def _m(mean, std=0.0, runs=100, state="fast", factor=1.0):
+    m = Measurement(mean_ms=mean, std_ms=std, p10_ms=mean - 1.28 * std, p90_ms=mean + 1.28 * std,
+                    runs=runs, kept_runs=runs, speed_state=state, speed_factor=factor)
+    return m
+
+
+def _basic(t1, t2, tb):
+    case = TestCase("BF_a_b", BASIC, {"block": [[1]], "a": [[1]], "b": [[1]]}, {"ops": ["a", "b"]})
+    est = {"a": detect.estimate([_m(t1)]), "b": detect.estimate([_m(t2)]), "block": detect.estimate([_m(tb)])}
+    return detect.basic_verdict(case, est, 0.5)
+
+
+def test_basic_rule_and_its_confidence():
+    fused = _basic(1.0, 1.0, 1.0)  # block costs one op: 1 + 1 - 1 = 1 > 0.5
+    assert fused.obey is True and fused.margin_ms == pytest.approx(0.5)
+    assert fused.confidence > 0.999 and fused.z > 10
+    apart = _basic(1.0, 1.0, 2.0)
+    assert apart.obey is False and apart.margin_ms == pytest.approx(-0.5)
+    # a margin inside the drift floor (2% of each latency) is not to be trusted
+    close = _basic(1.0, 1.0, 1.49)
+    assert close.obey is True and 0.5 < close.confidence < 0.9 and close.z < 2
+    assert fused.latency["ops"].startswith("2.0 +- ")
+
+
+def test_noise_floors_follow_the_speed_state():
+    fast = detect.estimate([_m(10.0, 0.0)])
+    slow = detect.estimate([_m(10.0, 0.0, state="slow", factor=1.3)])
+    ungated = detect.estimate([_m(10.0, 0.0, state="ungated")])
+    assert fast.u_ms == pytest.approx(0.2)
+    assert slow.u_ms == pytest.approx(3.0) and slow.slow
+    assert ungated.u_ms == pytest.approx(0.8)
+    spread = detect.estimate([_m(10.0, 5.0, runs=25)])  # sem 1.0 beside a 0.2 floor
+    assert spread.u_ms == pytest.approx(math.hypot(1.0, 0.2))
+
+
+def test_pooling_narrows_agreeing_rounds_and_widens_disagreeing_ones():
+    one = detect.estimate([_m(10.0)])
+    agree = detect.estimate([_m(10.0), _m(10.0)])
+    assert agree.u_ms == pytest.approx(one.u_ms / math.sqrt(2)) and agree.rounds == 2
+    disagree = detect.estimate([_m(10.0), _m(12.0)])
+    assert disagree.mean_ms == pytest.approx(11.0, rel=0.02)
+    assert disagree.u_ms > agree.u_ms * 3  # Birge ratio: the rounds do not agree
+
+
+def test_case_verdicts_and_unmet_dependencies():
+    mon = load_testcases(_config([], ["MON"]), "tensorflow")
+    est = {"BF_dwconv_relu": {"block": detect.estimate([_m(1.0)]), "dwconv": detect.estimate([_m(1.0)]),
+                              "relu": detect.estimate([_m(1.0)])}}
+    est["MON"] = {k: detect.estimate([_m(v)]) for k, v in {
+        "block": 5.0, "relu_relu": 1.0, "relu_dwconv": 2.0, "dwconv": 2.0, "dwconv_relu_relu": 4.0,
+        "dwconv_relu": 3.0}.items()}
+    verdicts = detect.analyze(mon, est, 0.5)
+    assert verdicts["BF_dwconv_relu"].obey is True
+    assert verdicts["MON"].obey == "case1" and verdicts["MON"].confidence > 0.99  # 5 vs 5, 6, 6
+    est["BF_dwconv_relu"]["block"] = detect.estimate([_m(2.0)])  # no longer fused
+    verdicts = detect.analyze(mon, est, 0.5)
+    assert verdicts["MON"].obey is False and "BF_dwconv_relu" in verdicts["MON"].note
+    assert verdicts["MON"].latency is None
+    verdicts = detect.analyze(mon, est, 0.5, errors={"BF_dwconv_relu": "model relu: GENERATION_ERROR"})
+    assert verdicts["BF_dwconv_relu"].obey is None and verdicts["MON"].obey is None
+
+
+def test_remeasure_policy_is_fresh_and_deterministic():
+    from nn_farm.actors.jobs import policy_hash
+
+    base = MeasurePolicy()
+    one, two = remeasure_policy(base, 1), remeasure_policy(base, 2)
+    assert one.min_runs == 2 * base.min_runs and two.min_s == 4 * base.min_s
+    assert len({policy_hash(base), policy_hash(one), policy_hash(two)}) == 3
+    assert policy_hash(remeasure_policy(base, 1)) == policy_hash(one)
+
+
+def test_detected_rules_in_nn_meter_form():
+    verdict = _basic(1.0, 1.0, 1.0)
+    rules = io.detected_rules({"BF_a_b": verdict}, {"BF_a_b": 1}, detail=True)
+    assert rules["BF_a_b"]["obey"] is True and set(rules["BF_a_b"]["latency"]) == {"block", "a", "b", "ops"}
+    assert io.read_latency(rules["BF_a_b"]["latency"]["ops"])[0] == pytest.approx(2.0)
+    assert "latency" not in io.detected_rules({"BF_a_b": verdict}, {}, detail=False)["BF_a_b"]

@@ -1,0 +1,101 @@
+"""`ray job submit -- nn-farm ruletest` against a Ray cluster this test starts (and stops by PID).
+
+The cluster is a real head node (`ray start --head --block`) with its dashboard,
+which serves the job API; `ray job submit` sets RAY_ADDRESS for the entrypoint,
+so the driver joins that cluster instead of starting its own. Nothing here runs
+`ray stop`: the head's process group is the one this test started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nn_farm.builder.workspace import create_workspace
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(1.0)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+@pytest.fixture()
+def ray_head(tmp_path):
+    """A head node on free ports; yields (dashboard address, environment for clients)."""
+    port, dash = _free_port(), _free_port()
+    tmpdir = tempfile.mkdtemp(prefix="nnrj-", dir="/tmp")  # short: Ray's socket paths
+    env = dict(os.environ, RAY_TMPDIR=tmpdir, RAY_AUTH_MODE="disabled",
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
+               NN_FARM_HOME=str(tmp_path / "home"), PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    env.pop("RAY_ADDRESS", None)
+    log = open(tmp_path / "head.log", "w")
+    head = subprocess.Popen(
+        [str(VENV_BIN / "ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
+         "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
+         f"--temp-dir={tmpdir}", "--block"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        _wait_for(f"{address}/api/version", 120)
+        yield address, env
+    finally:
+        # --block stops the node's processes when it is terminated; its process
+        # group (ours alone: start_new_session) is killed if anything lingers.
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+        subprocess.run(["rm", "-rf", tmpdir], check=False)
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_the_rule_test_on_the_cluster(ray_head, tmp_path):
+    address, env = ray_head
+    ws = create_workspace(tmp_path / "ws", backend="host-cpu-litert")
+    config = yaml.safe_load(ws.ruletest_config.read_text())
+    config["BASIC_TESTCASES"], config["OTHER_TESTCASES"] = ["dwconv_relu", "conv_dwconv"], []
+    ws.ruletest_config.write_text(yaml.safe_dump(config))
+
+    job = subprocess.run(
+        [str(VENV_BIN / "ray"), "job", "submit", "--address", address, "--",
+         "nn-farm", "ruletest", "--workspace", str(ws.root), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=900)
+    out = job.stdout + job.stderr
+    assert job.returncode == 0, out[-4000:]
+    assert "Connecting to existing Ray cluster" in out, out[-4000:]  # joined, did not start its own
+    rules = json.loads((ws.fusion_rule_test / "detected_fusion_rule.json").read_text())
+    assert rules["BF_dwconv_relu"]["obey"] is True
+    assert rules["BF_conv_dwconv"]["obey"] is False
+    assert "BF_dwconv_relu" in out  # the command's own summary came back through the job log
