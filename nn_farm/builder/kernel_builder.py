@@ -35,7 +35,7 @@ import time
 import warnings
 from typing import Iterator
 
-from nn_farm.builder.build.engine import (
+from nn_farm.builder.kernel_build.engine import (
     DEFAULT_TARGET_ACC10,
     TEST_FRACTION,
     BuildResult,
@@ -44,7 +44,7 @@ from nn_farm.builder.build.engine import (
     plans_from_config,
     run_rounds,
 )
-from nn_farm.builder.build.profiling import parse_latency, profile_records
+from nn_farm.builder.kernel_build.profiling import parse_latency, profile_records
 from nn_farm.errors import ConfigError
 
 __all__ = [
@@ -390,7 +390,7 @@ def build_adaptive_predictor_by_data(kernel_type: str, kernel_data, backend=None
         ``(predictor, kernel_data)``: the better of the two regressors, and the data
         merged with the new round's.
     """
-    from nn_farm.builder.build.state import is_better
+    from nn_farm.builder.kernel_build.state import is_better
     from nn_farm.builder.kernel_data import load_kernel_data, merge_info
     from nn_farm.builder.training import fit_kernel, split_ids
 
@@ -430,7 +430,7 @@ def build_adaptive_predictor_by_data(kernel_type: str, kernel_data, backend=None
 
 
 def _as_merged(kernel_type, kernel_data, ids, configs, latency) -> dict:
-    from nn_farm.builder.build.profiling import latency_text
+    from nn_farm.builder.kernel_build.profiling import latency_text
 
     return {kernel_type: {kid: {"config": dict(c), "latency": latency_text(lat, 0.0)}
                           for kid, c, lat in zip(ids, configs, latency)}}
@@ -504,7 +504,7 @@ def build_latency_predictor(backend=None, *, workspace=None, kernels=None, devic
         mark: appended to the data files' marks.
 
     Returns:
-        A :class:`~nn_farm.builder.build.engine.BuildResult` with ``package`` set.
+        A :class:`~nn_farm.builder.kernel_build.engine.BuildResult` with ``package`` set.
 
     Raises:
         ConfigError: bad workspace, backend or kernel names.
