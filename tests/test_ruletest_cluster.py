@@ -49,6 +49,11 @@ def _wait_for(url: str, timeout_s: float) -> None:
 def ray_head(tmp_path):
     """A head node on free ports; yields (dashboard address, environment for clients)."""
     port, dash = _free_port(), _free_port()
+    # Every listening port picked free: other Rays on this machine hold the defaults
+    # (a local ray.init starts a dashboard agent on 52365 even without a dashboard).
+    ports = {flag: _free_port() for flag in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+        "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")}
     tmpdir = tempfile.mkdtemp(prefix="nnrj-", dir="/tmp")  # short: Ray's socket paths
     env = dict(os.environ, RAY_TMPDIR=tmpdir, RAY_AUTH_MODE="disabled",
                RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
@@ -58,7 +63,7 @@ def ray_head(tmp_path):
     head = subprocess.Popen(
         [str(VENV_BIN / "ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
          "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
-         f"--temp-dir={tmpdir}", "--block"],
+         f"--temp-dir={tmpdir}", "--block", *(f"--{flag}={p}" for flag, p in ports.items())],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -88,11 +93,17 @@ def test_ray_job_submit_runs_the_rule_test_on_the_cluster(ray_head, tmp_path):
     config["BASIC_TESTCASES"], config["OTHER_TESTCASES"] = ["dwconv_relu", "conv_dwconv"], []
     ws.ruletest_config.write_text(yaml.safe_dump(config))
 
-    job = subprocess.run(
-        [str(VENV_BIN / "ray"), "job", "submit", "--address", address, "--",
-         "nn-farm", "ruletest", "--workspace", str(ws.root), "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=900)
-    out = job.stdout + job.stderr
+    deadline = time.monotonic() + 120
+    while True:
+        job = subprocess.run(
+            [str(VENV_BIN / "ray"), "job", "submit", "--address", address, "--",
+             "nn-farm", "ruletest", "--workspace", str(ws.root), "--no-progress"],
+            env=env, capture_output=True, text=True, timeout=900)
+        out = job.stdout + job.stderr
+        # The dashboard answers before its job agent is up; the submission is refused then.
+        if "No available agent" not in out or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert job.returncode == 0, out[-4000:]
     assert "Connecting to existing Ray cluster" in out, out[-4000:]  # joined, did not start its own
     rules = json.loads((ws.fusion_rule_test / "detected_fusion_rule.json").read_text())
