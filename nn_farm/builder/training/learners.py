@@ -15,7 +15,8 @@ wherever scikit-learn does (the predictor never imports the builder), and each
                so the predictor's compiled forest path serves it.
     gbm-log    gradient-boosted trees on log latency (TransformedTargetRegressor).
     linear     least squares on the feature vector (for conv/dwconv/fc that includes
-               FLOPs and params): the FLOPs-linear baseline.
+               FLOPs and params), each config weighted by 1 / latency^2 so the fit
+               minimises relative, not absolute, error: the FLOPs-linear baseline.
     loglinear  least squares of log latency on log features: a power law, which
                suits element-wise kernels (latency ~ HW^2 * CIN) that trees cannot
                extrapolate.
@@ -183,6 +184,8 @@ def fit_learner(name: str, kernel_type: str, X: np.ndarray, y_ms: np.ndarray, *,
             # geometric mean of their samples, and the forest averages those.
             values = tree.tree_.value
             values[...] = np.exp(values)
+    elif name == "linear":
+        model.fit(X, y, sample_weight=1.0 / y ** 2)  # least squares of relative error
     else:
         model.fit(X, y)
     if hasattr(model, "n_jobs"):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, Sequence
 
-from nn_farm.builder.training.fit import KernelFit, fit_kernel_data, split_ids
+from nn_farm.builder.training.fit import KernelFit, fit_kernel, fit_kernel_data, split_ids
 from nn_farm.builder.training.learners import DEFAULT_CANDIDATES, is_forest, rf_params
 from nn_farm.errors import BuilderError
 
@@ -33,9 +33,18 @@ log = logging.getLogger("nn_farm.builder.training")
 LARGE_FOREST_WORK = 1_000_000
 
 
-def _load(kernel_type: str, kernel_data) -> tuple[list, list, list]:
+_SPLIT_KEYS = ("train_configs", "train_latency_ms", "test_configs", "test_latency_ms")
+
+
+def _is_split(data) -> bool:
+    return isinstance(data, Mapping) and all(k in data for k in _SPLIT_KEYS)
+
+
+def _load(kernel_type: str, kernel_data):
     from nn_farm.builder.kernel_data import load_kernel_data
 
+    if _is_split(kernel_data):
+        return {k: list(kernel_data[k]) for k in _SPLIT_KEYS}
     if isinstance(kernel_data, tuple) and len(kernel_data) == 3:
         ids, configs, labels = kernel_data
         return list(ids), list(configs), list(labels)
@@ -53,8 +62,15 @@ def _forest_work(kernel_type: str, n: int, test_fraction: float, options: Mappin
     return n_train * trees
 
 
-def _fit_one(kernel_type: str, data: tuple, seed: int, test_fraction: float,
+def _n_configs(data) -> int:
+    return len(data["train_configs"]) + len(data["test_configs"]) if _is_split(data) \
+        else len(data[0])
+
+
+def _fit_one(kernel_type: str, data, seed: int, test_fraction: float,
              options: dict) -> KernelFit:
+    if _is_split(data):
+        return fit_kernel(kernel_type, *(data[k] for k in _SPLIT_KEYS), seed=seed, **options)
     return fit_kernel_data(kernel_type, data, seed=seed, test_fraction=test_fraction, **options)
 
 
@@ -68,8 +84,10 @@ def train_kernels(datasets: Mapping[str, Any], *, parallel: bool = True, seed: i
 
     Args:
         datasets: ``{kernel_type: kernel_data}``; kernel data as
-            :func:`nn_farm.builder.kernel_data.load_kernel_data` accepts it, or its
-            ``(ids, configs, latency_ms)`` result.
+            :func:`nn_farm.builder.kernel_data.load_kernel_data` accepts it, its
+            ``(ids, configs, latency_ms)`` result (split 8:2 here), or an already split
+            dict with ``train_configs``, ``train_latency_ms``, ``test_configs`` and
+            ``test_latency_ms`` (e.g. a held-out set kept fixed across rounds).
         parallel: one Ray task per kernel type (joining or starting Ray via
             :func:`nn_farm.actors.ray_init.init_ray`); False fits in this process.
         seed: seeds every split and learner.
@@ -125,7 +143,7 @@ def _train_on_ray(loaded, seed, test_fraction, options, ray_address, large_fores
 
     init_ray(ray_address)
     large = [kt for kt, data in loaded.items()
-             if _forest_work(kt, len(data[0]), test_fraction, options) >= large_forest_work]
+             if _forest_work(kt, _n_configs(data), test_fraction, options) >= large_forest_work]
     # Small kernels first, so their tasks run while the driver fits the large forests.
     fit_task = ray.remote(num_cpus=1, max_retries=1)(_fit_one)
     pending = {fit_task.remote(kt, data, seed, test_fraction, options): kt

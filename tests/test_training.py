@@ -1,0 +1,309 @@
+"""Training kernel regressors on real measured kernels, metrics, and predictor packages.
+
+The data is ``tests/data/kernels_host_cpu_onnxruntime/``: about 150 conv-bn-relu,
+dwconv-bn-relu and relu kernels measured on the development host with ONNX Runtime
+by ``scripts/make_kernel_dataset.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nn_farm.builder.training import (build_predictor_by_data, fit_kernel, fit_kernel_data,
+                                      split_ids, train_kernels, write_predictor_package)
+from nn_farm.builder.training.learners import LEARNERS, fit_learner, rf_params
+from nn_farm.builder.training.metrics import accuracy, latency_metrics, relative_errors, rmse, rmspe
+from nn_farm.predictor.kernel_specs import features
+
+DATASET = Path(__file__).parent / "data" / "kernels_host_cpu_onnxruntime"
+KERNELS = ("conv-bn-relu", "dwconv-bn-relu", "relu")
+
+
+def kernel_data(kernel_type):
+    return (str(DATASET / f"{kernel_type}_prior.json"), str(DATASET / f"profiled_{kernel_type}.json"))
+
+
+@pytest.fixture(scope="module")
+def auto_fits():
+    """Each kernel type fitted with the learner chosen on its training part."""
+    return {kt: fit_kernel_data(kt, kernel_data(kt), seed=0) for kt in KERNELS}
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_on_hand_made_arrays():
+    true = np.array([1.0, 2.0, 4.0, 10.0])
+    pred = np.array([1.04, 1.8, 4.5, 10.0])  # errors +4%, -10%, +12.5%, 0
+    assert np.allclose(relative_errors(pred, true), [0.04, -0.1, 0.125, 0.0])
+    assert rmse(pred, true) == pytest.approx(math.sqrt((0.04 ** 2 + 0.2 ** 2 + 0.5 ** 2) / 4))
+    assert rmspe(pred, true) == pytest.approx(100 * math.sqrt((0.04 ** 2 + 0.1 ** 2 + 0.125 ** 2) / 4))
+    assert accuracy(pred, true, 0.05) == 0.5
+    assert accuracy(pred, true, 0.15) == 1.0
+    m = latency_metrics(pred, true)
+    assert (m["acc5"], m["acc15"]) == (0.5, 1.0)
+    # -10% sits on the +-10% boundary in exact arithmetic; in floating point
+    # (1.8 - 2) / 2 is a hair over 0.1, as nn-Meter's get_accuracy computes it too.
+    assert m["acc10"] == float(np.mean(np.abs((pred - true) / true) <= 0.10))
+    assert m["error"] == pytest.approx(m["rmse"] / true.mean())
+    perfect = latency_metrics(true, true)
+    assert perfect["rmse"] == perfect["rmspe"] == 0 and perfect["acc5"] == 1
+
+
+def test_metrics_refuse_mismatched_or_non_positive_truth():
+    with pytest.raises(ValueError, match="length"):
+        latency_metrics([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        latency_metrics([1.0, 1.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="no latencies"):
+        latency_metrics([], [])
+
+
+# ---------------------------------------------------------------- split
+
+
+def test_split_is_8_to_2_disjoint_and_reproducible():
+    ids = [f"K{i:05d}" for i in range(150)]
+    train, test = split_ids(ids)
+    assert (len(train), len(test)) == (120, 30)
+    assert set(train) | set(test) == set(ids) and not set(train) & set(test)
+    assert split_ids(ids) == (train, test)
+    assert split_ids(ids, seed=1)[1] != test
+    assert split_ids(["a", "b"]) in ((["a"], ["b"]), (["b"], ["a"]))
+    with pytest.raises(ValueError):
+        split_ids(ids, test_fraction=1.0)
+
+
+# ---------------------------------------------------------------- learners
+
+
+def test_forest_settings_are_nnmeter_per_kernel_ones():
+    conv = rf_params("conv-bn-relu")
+    assert (conv["max_depth"], conv["n_estimators"], conv["max_features"]) == (70, 320, 6)
+    assert rf_params("conv-bn") == conv  # family entry, as nn-Meter merges conv kernels
+    dw = rf_params("dwconv-bn-relu", "gpu")
+    assert (dw["max_depth"], dw["n_estimators"], dw["max_features"]) == (40, 240, 7)
+    relu = rf_params("relu", seed=3)
+    assert (relu["n_estimators"], relu["max_features"], relu["random_state"]) == (370, 2, 3)
+
+
+def test_log_forest_is_a_plain_forest_that_the_predictor_compiles():
+    from sklearn.ensemble import RandomForestRegressor
+
+    from nn_farm.builder.kernel_data import load_kernel_data
+    from nn_farm.predictor.fast_regressor import compile_regressor
+
+    _, configs, ms = load_kernel_data(kernel_data("relu"))
+    X = features("relu", configs)
+    model = fit_learner("rf-log", "relu", X, ms)
+    assert type(model) is RandomForestRegressor
+    pred = model.predict(X)
+    assert np.array_equal(compile_regressor(model)(X), pred)
+    # Leaves hold geometric means of measured latencies: predictions stay in range.
+    assert min(ms) <= pred.min() and pred.max() <= max(ms)
+
+
+# ---------------------------------------------------------------- fits on real data
+
+
+def _trivial(kernel_type, fit):
+    """The median training latency for every test config, on the fit's split."""
+    test = set(fit.test_ids)
+    train_ms = [ms for i, ms in _latency(kernel_type).items() if i not in test]
+    return np.full(fit.metrics["n_test"], np.median(train_ms))
+
+
+@pytest.mark.parametrize("kernel_type", KERNELS)
+def test_fit_on_measured_kernels_beats_a_trivial_predictor(auto_fits, kernel_type):
+    fit = auto_fits[kernel_type]
+    truth = np.array(fit.test_latency_ms)
+    trivial = _trivial(kernel_type, fit)
+    assert fit.learner in LEARNERS
+    assert fit.metrics["n_train"] + fit.metrics["n_test"] == len(_ids(kernel_type))
+    assert fit.metrics["rmspe"] < latency_metrics(trivial, truth)["rmspe"]
+    assert np.median(np.abs(fit.test_errors)) < np.median(np.abs(trivial - truth) / truth)
+
+
+@pytest.mark.parametrize("kernel_type", ["conv-bn-relu", "dwconv-bn-relu"])
+def test_nnmeter_forest_beats_a_trivial_predictor_on_conv_kernels(auto_fits, kernel_type):
+    # Latencies of these span two to four decades, so a constant is far off.
+    rf = fit_kernel_data(kernel_type, kernel_data(kernel_type), seed=0, learner="rf")
+    assert rf.test_ids == auto_fits[kernel_type].test_ids  # the same split
+    truth = np.array(rf.test_latency_ms)
+    trivial = latency_metrics(_trivial(kernel_type, rf), truth)
+    assert rf.metrics["rmspe"] < trivial["rmspe"]
+    assert rf.metrics["rmse"] < trivial["rmse"]
+
+
+def test_fit_reports_consistent_errors_and_error_configs(auto_fits):
+    fit = auto_fits["conv-bn-relu"]
+    pred = fit.model.predict(features("conv-bn-relu", fit.test_configs))
+    assert np.allclose(pred, fit.test_pred_ms)
+    truth = np.array(fit.test_latency_ms)
+    assert np.allclose(fit.test_errors, (pred - truth) / truth)
+    assert fit.metrics == {**latency_metrics(pred, truth), "n_train": fit.metrics["n_train"],
+                           "n_test": len(truth)}
+    bad = [c for c, e in zip(fit.test_configs, fit.test_errors) if abs(e) > 0.1]
+    assert fit.error_configs == bad
+    # The choice was made on the training part: every candidate has a CV score.
+    assert set(fit.candidates) == set(LEARNERS)
+    assert fit.learner == min(fit.candidates, key=fit.candidates.get)
+
+
+def test_refit_uses_all_data_and_keeps_the_held_out_scores():
+    from nn_farm.builder.kernel_data import load_kernel_data
+
+    ids, configs, ms = load_kernel_data(kernel_data("relu"))
+    train, test = split_ids(range(len(ids)))
+    pick = lambda idx: ([configs[i] for i in idx], [ms[i] for i in idx])  # noqa: E731
+    plain = fit_kernel("relu", *pick(train), *pick(test), learner="rf")
+    refit = fit_kernel("relu", *pick(train), *pick(test), learner="rf", refit=True)
+    assert plain.metrics == refit.metrics and plain.final_model is None
+    X = features("relu", configs)
+    assert not np.array_equal(refit.final_model.predict(X), refit.model.predict(X))
+    assert np.array_equal(refit.predict(configs), refit.final_model.predict(X))
+
+
+def test_build_predictor_by_data_keeps_nnmeters_signature_and_files(tmp_path):
+    predictor, acc10, error_configs = build_predictor_by_data(
+        "dwconv-bn-relu", kernel_data("dwconv-bn-relu"), backend="tflite_cpu",
+        error_threshold=0.1, mark="prior", save_path=tmp_path, learner="rf")
+    fit = fit_kernel_data("dwconv-bn-relu", kernel_data("dwconv-bn-relu"), learner="rf")
+    assert acc10 == fit.metrics["acc10"]
+    assert error_configs == fit.error_configs
+    assert np.array_equal(predictor.predict(features("dwconv-bn-relu", fit.test_configs)),
+                          fit.test_pred_ms)
+    with open(tmp_path / "predictors" / "dwconv-bn-relu_prior.pkl", "rb") as fh:
+        saved = pickle.load(fh)
+    assert np.array_equal(saved.predict(features("dwconv-bn-relu", fit.test_configs)),
+                          fit.test_pred_ms)
+    data_rows = (tmp_path / "collection" / "Data_dwconv-bn-relu_prior.csv").read_text().splitlines()
+    test_rows = (tmp_path / "collection" / "TestResult_dwconv-bn-relu_prior.csv").read_text().splitlines()
+    assert len(data_rows) == 1 + len(_ids("dwconv-bn-relu"))
+    assert len(test_rows) == 1 + fit.metrics["n_test"]
+    assert test_rows[0].endswith("True,Pred,Error")
+
+
+# ---------------------------------------------------------------- packages
+
+
+@pytest.fixture()
+def nn_farm_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("NN_FARM_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="module")
+def small_fits():
+    return train_kernels({kt: kernel_data(kt) for kt in KERNELS}, parallel=False,
+                         learner="rf", progress=False)
+
+
+def _detected_rules(tmp_path) -> Path:
+    rules = {f"BF_{a}_{b}": {"obey": obey} for a, b, obey in [
+        ("conv", "bn", True), ("conv", "relu", True), ("bn", "relu", True),
+        ("dwconv", "bn", True), ("dwconv", "relu", True), ("conv", "hswish", False)]}
+    rules["MON"] = {"obey": 0}
+    path = tmp_path / "fusion_rule_test" / "detected_fusion_rule.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rules, indent=4))
+    return path
+
+
+def test_package_registers_loads_and_predicts_a_real_model(small_fits, nn_farm_home, tmp_path):
+    import torch
+
+    from nn_farm.predictor import list_predictors, load_latency_predictor
+
+    rules_path = _detected_rules(tmp_path)
+    path = write_predictor_package(small_fits, name="host-cpu-ort", version="1.0",
+                                   device="host-cpu-onnxruntime", runtime="onnxruntime",
+                                   runtime_version="1.31.1", fusion_rules=str(rules_path))
+    assert path == nn_farm_home / "predictors" / "host-cpu-ort" / "1.0"
+    assert [e["name"] for e in list_predictors()] == ["host-cpu-ort"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    for kt, fit in small_fits.items():
+        entry = manifest["kernels"][kt]
+        assert entry["metrics"]["learner"] == "rf"
+        assert entry["metrics"]["acc10"] == fit.metrics["acc10"]
+        assert entry["metrics"]["n_train"] == fit.metrics["n_train"]
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 32, 3, padding=1, groups=32), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
+    ).eval()
+    predictor = load_latency_predictor("host-cpu-ort")
+    detail = predictor.predict_detail(net, "torch", (1, 16, 28, 28))
+    # torch's IR folds BN into the conv: conv-relu kernels, priced by their family's model.
+    assert [k["model"] for k in detail["kernels"]] == ["conv-bn-relu", "dwconv-bn-relu"]
+    for k in detail["kernels"]:
+        expected = small_fits[k["model"]].predict([k["config"]])[0]
+        assert k["ms"] == pytest.approx(expected, rel=1e-12)
+    assert detail["latency_ms"] == pytest.approx(sum(k["ms"] for k in detail["kernels"]))
+    assert predictor.predict(net, "torch", (1, 16, 28, 28)) == pytest.approx(detail["latency_ms"])
+
+
+def test_package_carries_the_detected_fusion_rules(small_fits, nn_farm_home, tmp_path):
+    from nn_farm.predictor.package import load_package
+
+    rules_path = _detected_rules(tmp_path)
+    rules = json.loads(rules_path.read_text())
+    out = write_predictor_package(small_fits, name="rules-from-file", version="1",
+                                  device="d", runtime="onnxruntime", runtime_version="1",
+                                  fusion_rules=rules_path, directory=tmp_path / "pkg",
+                                  register=False)
+    assert out == tmp_path / "pkg" and not (nn_farm_home / "predictors").exists()
+    assert load_package(out).fusion_rules == rules
+    as_dict = write_predictor_package(small_fits, name="rules-from-dict", version="1",
+                                      device="d", runtime="onnxruntime", runtime_version="1",
+                                      fusion_rules={**rules, "BF_conv_relu": {"obey": False}})
+    assert load_package(as_dict).fusion_rules["BF_conv_relu"] == {"obey": False}
+
+
+def test_package_without_rules_warns_and_uses_the_defaults(small_fits, nn_farm_home):
+    from nn_farm.predictor.kernels import DEFAULT_RULES
+    from nn_farm.predictor.package import load_package
+
+    with pytest.warns(UserWarning, match="no detected fusion rules"):
+        path = write_predictor_package(small_fits, name="no-rules", version="1", device="d",
+                                       runtime="onnxruntime", runtime_version="1",
+                                       fusion_rules=None)
+    assert load_package(path).fusion_rules == DEFAULT_RULES
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from nn_farm.errors import PredictorError
+
+        with pytest.raises(PredictorError, match="registered already"):
+            write_predictor_package(small_fits, name="no-rules", version="1", device="d",
+                                    runtime="onnxruntime", runtime_version="1",
+                                    fusion_rules=DEFAULT_RULES)
+
+
+# ---------------------------------------------------------------- helpers
+
+_CACHE: dict = {}
+
+
+def _loaded(kernel_type):
+    if kernel_type not in _CACHE:
+        from nn_farm.builder.kernel_data import load_kernel_data
+
+        _CACHE[kernel_type] = load_kernel_data(kernel_data(kernel_type))
+    return _CACHE[kernel_type]
+
+
+def _ids(kernel_type):
+    return _loaded(kernel_type)[0]
+
+
+def _latency(kernel_type):
+    ids, _, ms = _loaded(kernel_type)
+    return dict(zip(ids, ms))
