@@ -283,3 +283,46 @@ def test_blocks_that_read_the_model_input_itself():
     # ... but sigmoid(x) * 2 is not
     ir = _chain([("s", "Sigmoid", ["x"], {}), ("m", "Mul", ["s"], {})])
     assert [k["op"] for k in detect_kernels(ir)] == ["sigmoid", "mul"]
+
+
+# ------------------------------------------------------------ fast path == reference
+_RULE_SETS = [
+    None,  # default TFLite-like CPU rules, MON=0
+    {"BF_conv_bn": {"obey": True}, "BF_bn_relu": {"obey": True}, "BF_conv_relu": {"obey": True},
+     "BF_add_relu": {"obey": True}, "MON": {"obey": 1}},
+    {"BF_conv_bn_relu": {"obey": True}, "BF_dwconv_bn": {"obey": True}, "MON": {"obey": 0}},
+]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "resnet18",
+                                  "shufflenet_v2_x1_0", "efficientnet_b0"])
+def test_fast_detector_matches_the_reference_on_the_zoo(zoo, name):
+    from _reference_detector import detect_kernels_reference
+
+    ir = zoo(name)
+    for rules in _RULE_SETS:
+        fast = detect_kernels(ir, rules)
+        assert fast == detect_kernels_reference(ir, rules)
+        # the pricing path leaves out names and connections, nothing else
+        lean = detect_kernels(ir, rules, connections=False)
+        assert lean == [{k: v for k, v in u.items() if k not in ("name", "inbounds", "outbounds")}
+                        for u in fast]
+
+
+def test_fast_detector_matches_the_reference_on_nas_graphs_and_small_irs():
+    import sys
+
+    import numpy as np
+
+    from _reference_detector import detect_kernels_reference
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        from predict_speed import sample_mobilenet_ir
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(7)
+    irs = [IRGraph.from_json(sample_mobilenet_ir(rng)) for _ in range(20)] + [tf_ir(), _fanout_ir()]
+    for ir in irs:
+        for rules in _RULE_SETS:
+            assert detect_kernels(ir, rules) == detect_kernels_reference(ir, rules)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import deque
 
 from nn_farm.errors import IRError
 
@@ -109,21 +108,17 @@ class IRGraph:
         if self._topo is not None and len(self._topo) == len(self.nodes):
             return self._topo
         nodes = self.nodes
-        indeg = {}
-        for name, node in nodes.items():
-            indeg[name] = len(node["inbounds"])
-        ready = deque(n for n, d in indeg.items() if d == 0)
-        order = []
-        while ready:
-            name = ready.popleft()
-            order.append(name)
-            for succ in nodes[name]["outbounds"]:
-                try:
-                    indeg[succ] -= 1
-                except KeyError:
-                    raise IRError(f"node {name!r}: outbound {succ!r} is not in the graph") from None
-                if indeg[succ] == 0:
-                    ready.append(succ)
+        indeg = {name: len(node["inbounds"]) for name, node in nodes.items()}
+        # the order list is its own FIFO queue: the loop reaches what it appends
+        order = [n for n, d in indeg.items() if d == 0]
+        try:
+            for name in order:
+                for succ in nodes[name]["outbounds"]:
+                    d = indeg[succ] = indeg[succ] - 1
+                    if d == 0:
+                        order.append(succ)
+        except KeyError as exc:
+            raise IRError(f"node {name!r}: outbound {exc.args[0]!r} is not in the graph") from None
         if len(order) != len(nodes):
             self.validate()
             stuck = sorted(n for n, d in indeg.items() if d > 0)[:5]

@@ -50,31 +50,64 @@ PATTERNS: list[tuple[str, Pattern]] = [
 
 class WorkGraph:
     """The graph kernel detection edits: canonical ops, edges, and which IR nodes
-    each (possibly contracted) node stands for. The IR graph itself is not copied
-    or touched."""
+    each (possibly contracted) node stands for. The IR graph itself is not touched.
 
-    __slots__ = ("op", "ins", "outs", "members", "order")
+    Built in one pass over the topological order. The edge lists start out as the
+    IR's own lists (no per-node copies: a NAS batch builds thousands of these) and
+    are *replaced*, never edited in place, when a node is bypassed or contracted.
+    ``members`` lists only contracted nodes; every other node stands for itself.
 
-    def __init__(self, ir, canonical_op):
+    Args:
+        ir: the IR graph.
+        canonical_op: ``node dict -> op`` (:func:`nn_farm.predictor.ir.ops.canonical_op`).
+        simple_ops: framework type -> canonical op, for the types whose op does not
+            depend on attributes or shapes (looked up first; ``canonical_op`` decides
+            the rest).
+        anchors: ops whose nodes are indexed in ``by_op`` (the first ops of patterns,
+            and the ops that get bypassed).
+    """
+
+    __slots__ = ("op", "ins", "outs", "members", "order", "by_op", "removed")
+
+    def __init__(self, ir, canonical_op, simple_ops: dict | None = None, anchors=frozenset()):
         nodes = ir.nodes
-        self.order = ir.topological_order()
-        self.op = {n: canonical_op(nodes[n]) for n in self.order}
-        self.ins = {n: list(nodes[n]["inbounds"]) for n in self.order}
-        self.outs = {n: list(nodes[n]["outbounds"]) for n in self.order}
-        self.members = {n: [n] for n in self.order}
+        order = self.order = ir.topological_order()
+        simple = simple_ops or {}
+        get = simple.get
+        # comprehensions, not one loop: this runs for every op of every NAS model
+        op = self.op = {n: get(nodes[n]["attr"]["type"]) or canonical_op(nodes[n]) for n in order}
+        self.ins = {n: nodes[n]["inbounds"] for n in order}
+        self.outs = {n: nodes[n]["outbounds"] for n in order}
+        by_op: dict[str, list[str]] = {}
+        for n, c in op.items():
+            if c in anchors:
+                if c in by_op:
+                    by_op[c].append(n)
+                else:
+                    by_op[c] = [n]
+        self.by_op = by_op
+        self.members: dict[str, list[str]] = {}
+        self.removed = False
+
+    def members_of(self, name: str) -> list[str]:
+        """The IR nodes a work-graph node stands for, in pattern order."""
+        return self.members.get(name) or [name]
 
     def bypass(self, name: str) -> None:
         """Remove a node that does no work, wiring its inputs straight to its outputs."""
         ins, outs = self.ins.pop(name), self.outs.pop(name)
+        g_ins, g_outs = self.ins, self.outs
         for s in ins:
-            lst = self.outs[s]
+            lst = g_outs[s]
             i = lst.index(name)
-            lst[i:i + 1] = [o for o in outs if o not in lst]
+            g_outs[s] = [*lst[:i], *(o for o in outs if o not in lst), *lst[i + 1:]]
         for o in outs:
-            lst = self.ins[o]
+            lst = g_ins[o]
             i = lst.index(name)
-            lst[i:i + 1] = [s for s in ins if s not in lst]
-        del self.op[name], self.members[name]
+            g_ins[o] = [*lst[:i], *(s for s in ins if s not in lst), *lst[i + 1:]]
+        del self.op[name]
+        self.members.pop(name, None)
+        self.removed = True
 
     def contract(self, matched: list[str], op: str) -> str:
         """Replace ``matched`` (pattern order; last is the block output) by one node
@@ -87,19 +120,24 @@ class WorkGraph:
                 if s not in inside and s not in ext_in:
                     ext_in.append(s)
         outs = self.outs[tail]
-        members = [m for n in matched for m in self.members[n]]
+        members = [m for n in matched for m in self.members_of(n)]
         for n in matched[1:]:
-            del self.op[n], self.ins[n], self.outs[n], self.members[n]
+            del self.op[n], self.ins[n], self.outs[n]
+            self.members.pop(n, None)
         self.op[head], self.ins[head], self.outs[head], self.members[head] = op, ext_in, outs, members
         for s in ext_in:
             self.outs[s] = _dedup([head if o in inside else o for o in self.outs[s]])
         for o in outs:
             self.ins[o] = _dedup([head if s == tail else s for s in self.ins[o]])
+        self.removed = True
         return head
 
     def live_order(self) -> list[str]:
         """Topological order of the nodes still present (heads keep their first member's place)."""
-        return [n for n in self.order if n in self.op]
+        if not self.removed:
+            return self.order
+        op = self.op
+        return [n for n in self.order if n in op]
 
 
 def _dedup(xs: list) -> list:
@@ -145,6 +183,10 @@ def _closed(g: WorkGraph, bound: dict, pattern: Pattern) -> bool:
     return True
 
 
+#: ops that head a pattern: only their nodes are tried as anchors
+ANCHOR_OPS = frozenset(ops for _, pattern in PATTERNS for ops in pattern[0][1])
+
+
 def fuse_blocks(g: WorkGraph, no_kernel: frozenset) -> None:
     """Find and contract every multi-op block; drop ops that do no work.
 
@@ -152,11 +194,13 @@ def fuse_blocks(g: WorkGraph, no_kernel: frozenset) -> None:
     reshapes and identities are bypassed, so the other patterns see through a
     Flatten between a pooling and an fc. Graph inputs (placeholders) stay, as the
     ``x`` that a block reading the model input hangs from; they become no kernel.
+
+    ``g`` must index (``by_op``) at least :data:`ANCHOR_OPS` and ``no_kernel``.
     """
     ops = g.op
-    by_op: dict[str, list[str]] = {}  # anchors by op, so each pattern visits only its own
-    for n in g.order:
-        by_op.setdefault(ops[n], []).append(n)
+    by_op = g.by_op  # anchors by op, so each pattern visits only its own
+    if not by_op:
+        return  # nothing to match and nothing to bypass
     _apply(g, PATTERNS[:1], by_op)
     for n in by_op.get("reshape", []) + by_op.get("dummy", []):
         if n in ops and ops[n] in no_kernel and g.ins[n]:  # graph inputs stay: blocks anchor on them

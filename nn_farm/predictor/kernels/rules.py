@@ -84,6 +84,8 @@ class FusionRules:
                 (self.pairs if len(ops) == 2 else self.chains)[ops] = bool(obey)
         # every prefix of an obeyed chain may grow into it
         self._chain_prefixes = {c[:i] for c, ok in self.chains.items() if ok for i in range(2, len(c) + 1)}
+        #: (block ops tuple, next op) -> fusible, filled by :meth:`fusible_memo`
+        self.fusible_answers: dict[tuple, bool] = {}
 
     def fusible(self, block: list[str], nxt: str) -> bool:
         """May op ``nxt`` join a block whose ops so far are ``block``?
@@ -104,6 +106,19 @@ class FusionRules:
             if cand[-2:] in self.pairs:
                 return self.pairs[cand[-2:]]
         return False
+
+    def fusible_memo(self, block: tuple[str, ...], nxt: str) -> bool:
+        """:meth:`fusible` for a block given as a tuple, memoised on this object.
+
+        Kernel detection asks the same few questions (``("conv", "bn")`` then
+        ``"relu"``?) for every op of every model; the answers depend on the rules
+        only, which are not edited after loading.
+        """
+        key = (block, nxt)
+        ok = self.fusible_answers.get(key)
+        if ok is None:
+            ok = self.fusible_answers[key] = self.fusible(list(block), nxt)
+        return ok
 
     def to_json(self) -> dict:
         """The rules as nn-Meter's ``detected_fusion_rule.json`` object."""
