@@ -197,8 +197,9 @@ def fit_kernel(kernel_type: str, train_configs, train_latency_ms: Sequence[float
         chosen = candidates[0] if len(candidates) == 1 else DEFAULT_LEARNER
     else:
         for name in candidates:
+            # The capped comparison forests are small: fitted here, not spread out.
             scores[name] = _cv_rmspe(name, kernel_type, X, y, folds=cv_folds, seed=seed,
-                                     hardware=hardware, n_jobs=n_jobs)
+                                     hardware=hardware, n_jobs=1)
         # Ties go to the earlier candidate (the default forest comes first).
         chosen = min(candidates, key=lambda n: (scores[n], list(candidates).index(n)))
     model = fit_learner(chosen, kernel_type, X, y, seed=seed, hardware=hardware, n_jobs=n_jobs)

@@ -189,7 +189,9 @@ def fit_learner(name: str, kernel_type: str, X: np.ndarray, y_ms: np.ndarray, *,
     else:
         model.fit(X, y)
     if hasattr(model, "n_jobs"):
-        model.n_jobs = None  # prediction in a package must not spawn workers
+        # Predict sequentially: no workers in a package, and threaded prediction sums
+        # the trees in a varying order (results differing in the last bit).
+        model.n_jobs = 1
     return model
 
 
