@@ -90,7 +90,7 @@ def test_ray_job_submit_runs_the_rule_test_on_the_cluster(ray_head, tmp_path):
     address, env = ray_head
     ws = create_workspace(tmp_path / "ws", backend="host-cpu-litert")
     config = yaml.safe_load(ws.ruletest_config.read_text())
-    config["BASIC_TESTCASES"], config["OTHER_TESTCASES"] = ["dwconv_relu", "conv_dwconv"], []
+    config["BASIC_TESTCASES"], config["OTHER_TESTCASES"] = ["dwconv_relu", "dwconv_dwconv"], []
     ws.ruletest_config.write_text(yaml.safe_dump(config))
 
     deadline = time.monotonic() + 120
@@ -108,5 +108,5 @@ def test_ray_job_submit_runs_the_rule_test_on_the_cluster(ray_head, tmp_path):
     assert "Connecting to existing Ray cluster" in out, out[-4000:]  # joined, did not start its own
     rules = json.loads((ws.fusion_rule_test / "detected_fusion_rule.json").read_text())
     assert rules["BF_dwconv_relu"]["obey"] is True
-    assert rules["BF_conv_dwconv"]["obey"] is False
+    assert rules["BF_dwconv_dwconv"]["obey"] is False
     assert "BF_dwconv_relu" in out  # the command's own summary came back through the job log

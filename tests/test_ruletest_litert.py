@@ -31,7 +31,7 @@ from nn_farm.builder.workspace import create_workspace
 from nn_farm.errors import BuilderError
 
 #: Pairs with a clear verdict on a 1-thread LiteRT CPU at nn-Meter's default sizes.
-PAIRS = ["dwconv_relu", "dwconv_bn", "relu_relu", "conv_dwconv", "dwconv_dwconv", "avgpool_relu"]
+PAIRS = ["dwconv_relu", "dwconv_bn", "relu_relu", "avgpool_relu", "dwconv_dwconv", "dwconv_add", "relu_add"]
 
 PACKAGE = {
     "rt_custom/__init__.py": "",

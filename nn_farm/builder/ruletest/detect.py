@@ -8,8 +8,8 @@ MON and registered test cases: the case whose summed latency is closest to the
 block's wins; the declared ``true_case`` wins ties (nn-Meter's test).
 
 Noise: every latency T comes with an uncertainty u(T) built from its measurement
-(see :func:`estimate`): the standard error of the mean from the run spread
-(the larger of the std and the p10-p90 width), plus a floor for drift between
+(see :func:`estimate`): the trimmed mean of the kept runs, its standard error
+from the run spread (the p10-p90 width, robust to stalled runs), plus a floor for drift between
 measurement sessions that the spread cannot show: 2% of T when the speed gate
 kept only fast runs, the measured slow-down (at least 10%) when the gate gave up
 ("slow"), 8% when the runs were not gated. Those floors are what
@@ -54,8 +54,8 @@ class Estimate:
     """One model's latency from one or more measurements.
 
     Attributes:
-        mean_ms: the (pooled) mean of kept runs.
-        std_ms: the run-to-run spread (what nn-Meter's "mean +- std" shows).
+        mean_ms: the (pooled) trimmed mean of kept runs (the policy's trim_fraction).
+        std_ms: the run-to-run std (what nn-Meter's "avg +- std" shows).
         u_ms: the uncertainty of ``mean_ms`` (standard error + drift floor).
         runs: kept runs over all measurements.
         rounds: measurements pooled.
@@ -72,9 +72,14 @@ class Estimate:
 
 def _one(m) -> Estimate:
     n = max(int(m.kept_runs or m.runs or 1), 1)
-    spread = m.std_ms if math.isfinite(m.std_ms) else 0.0
+    std = m.std_ms if math.isfinite(m.std_ms) else 0.0
+    # The trimmed mean and the p10-p90 width: a few stalled runs (an interrupt, a
+    # page fault) move a microsecond model's mean and std by more than the
+    # fusion being tested.
+    center = m.trimmed_mean_ms if math.isfinite(m.trimmed_mean_ms) and m.trimmed_mean_ms > 0 else m.mean_ms
+    spread = std
     if math.isfinite(m.p10_ms) and math.isfinite(m.p90_ms):
-        spread = max(spread, (m.p90_ms - m.p10_ms) / _P10_P90_SIGMAS)
+        spread = (m.p90_ms - m.p10_ms) / _P10_P90_SIGMAS
     sem = spread / math.sqrt(n)
     if m.speed_state == "slow":
         floor = max(SLOW_REL, float(m.speed_factor) - 1.0)
@@ -82,8 +87,8 @@ def _one(m) -> Estimate:
         floor = UNGATED_REL
     else:
         floor = DRIFT_REL
-    u = math.hypot(sem, floor * m.mean_ms)
-    return Estimate(m.mean_ms, spread, u, n, 1, m.speed_state == "slow")
+    u = math.hypot(sem, floor * center)
+    return Estimate(center, std, u, n, 1, m.speed_state == "slow")
 
 
 def estimate(measurements: Sequence) -> Estimate:
