@@ -2,7 +2,7 @@
 
     client --PutModel--> ModelCache (sha256-checked, LRU-capped)
     client --Profile---> Agent.profile -> device queue -> DeviceWorker (own process)
-                                                        -> measure_file -> Measurement
+                                                        -> measure_session -> Measurement (wire bytes)
 
 :class:`Agent` holds the plain logic (tests call it directly); ``ProfilerServicer``
 only turns its results and :mod:`nn_farm.errors` into gRPC replies and status
@@ -40,6 +40,7 @@ from nn_farm.farm._proto import farm_pb2 as pb
 from nn_farm.farm._proto import farm_pb2_grpc as pb_grpc
 from nn_farm.farm.cache import ModelCache, check_digest
 from nn_farm.farm.devices import AgentConfig, DeviceConfig, check_device
+from nn_farm.farm.policy import MeasurePolicy
 from nn_farm.farm.worker import DeviceWorker
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class DeviceSlot:
 
     def __init__(self, config: DeviceConfig):
         self.config = config
-        self.worker = DeviceWorker(config.id, config.runtime, config.options)
+        self.worker = DeviceWorker(config.id, config.runtime, config.options, device_class=config.device_class,
+                                   identity=self.identity())
         self.formats = _runtime_formats(config.runtime)
         self._status: dict | None = None
         self._status_lock = threading.Lock()
@@ -280,16 +282,12 @@ class Agent:
             PolicyError: a policy value out of range.
             DeviceCrashed, DeviceTimeout: the worker died or overran.
         """
-        from nn_farm.farm.policy import MeasurePolicy
-
         slot = self._slot(request.device_id)
         digest = check_digest(request.model_digest)
         if not slot.available:
             raise errors.DeviceUnavailable(f"device {slot.config.id} is unavailable: {slot.reason}",
                                            device_id=slot.config.id, digest=digest)
-        policy = MeasurePolicy.from_proto(request.policy)
-        if not policy.cpu_affinity and slot.config.cpu_affinity:
-            policy = policy.replace(cpu_affinity=slot.config.cpu_affinity)
+        policy = _policy(request.policy.SerializeToString(), slot.config.cpu_affinity)
         inputs = _inputs(request.inputs)
         with self.cache.pinned(digest) as model:
             if not slot.accepts(model.format):
@@ -299,15 +297,13 @@ class Agent:
             with slot.turn():
                 job = {"path": str(model.path), "digest": digest, "policy": policy, "inputs": inputs}
                 try:
-                    m = slot.worker.run(job, policy.timeout_s)
+                    reply = slot.worker.run(job, policy.timeout_s)
                 except errors.NNFarmError as exc:
                     slot.failures += 1
                     raise _about(exc, model.path, slot.config.id, digest) from exc
                 slot.measurements += 1
-        m.model_digest, m.device_id, m.device_class = digest, slot.config.id, slot.config.device_class
-        # The worker knows what actually ran (threads, delegate, affinity); the host's id fills the rest.
-        m.device = {**slot.identity(), **{k: v for k, v in (m.device or {}).items() if v not in ("", None)}}
-        return m.to_proto()
+        # The worker labelled it (digest, device, identity) and sent the wire form.
+        return pb.Measurement.FromString(reply)
 
     def health(self) -> pb.HealthResponse:
         return pb.HealthResponse(
@@ -331,6 +327,23 @@ def _about(exc: errors.NNFarmError, path, device_id: str, digest: str) -> errors
     if digest not in message:
         message = f"model {digest}: {message}"
     return type(exc)(f"{message} [device {device_id}]", device_id=device_id, digest=digest)
+
+
+@functools.lru_cache(maxsize=256)
+def _policy(wire: bytes, device_cores: tuple[int, ...]) -> MeasurePolicy:
+    """The policy a request asks for, on the device's cores unless it names its own.
+
+    Memoised on the wire bytes: clients send the same few policies call after
+    call, and reading one (defaults, validation) cost more than the lookup.
+    MeasurePolicy is frozen, so sharing one is safe.
+
+    Raises:
+        PolicyError: a value out of range (not memoised).
+    """
+    policy = MeasurePolicy.from_proto(pb.MeasurePolicy.FromString(wire))
+    if device_cores and not policy.cpu_affinity:
+        policy = policy.replace(cpu_affinity=device_cores)
+    return policy
 
 
 def _inputs(specs) -> list | None:

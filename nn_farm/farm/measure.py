@@ -27,6 +27,7 @@ the kept mask are all kept.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import socket
@@ -176,9 +177,15 @@ def pinned_to(cores):
 
 def host_identity() -> dict:
     """This host and process: hostname, CPU model, OS and current CPU affinity."""
+    return {**_host(), "cpu_affinity": sorted(os.sched_getaffinity(0))}
+
+
+@functools.cache
+def _host() -> dict:
+    # Read once per process: a worker labels every measurement, and reading
+    # /proc/cpuinfo each time cost more than the agent's whole pipe round trip.
     return {"hostname": socket.gethostname(), "cpu_model": _cpu_model(),
-            "os": f"{platform.system()} {platform.release()}",
-            "cpu_affinity": sorted(os.sched_getaffinity(0))}
+            "os": f"{platform.system()} {platform.release()}"}
 
 
 def _cpu_model() -> str:

@@ -9,6 +9,7 @@ reader can recompute anything.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -151,7 +152,7 @@ class Measurement:
             runtime=msg.runtime,
             runtime_version=msg.runtime_version,
             device=identity_from_proto(msg.device),
-            policy=MeasurePolicy.from_proto(msg.policy),
+            policy=policy_from_proto(msg.policy),
             samples_ms=list(msg.samples_ms),
             probe_ms=list(msg.probe_ms),
             kept=list(msg.kept),
@@ -159,6 +160,23 @@ class Measurement:
         for name in _SCALARS:
             setattr(m, name, getattr(msg, name))
         return m
+
+
+def policy_from_proto(msg) -> MeasurePolicy:
+    """:meth:`MeasurePolicy.from_proto`, memoised on the message's bytes.
+
+    A client reads back the same few policies call after call, and building one
+    (defaults, validation) costs more than serializing the small message to look
+    it up. The record is frozen, so sharing it is safe.
+    """
+    return _policy_from_wire(msg.SerializeToString())
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_from_wire(wire: bytes) -> MeasurePolicy:
+    from nn_farm.farm._proto import farm_pb2 as pb
+
+    return MeasurePolicy.from_proto(pb.MeasurePolicy.FromString(wire))
 
 
 # Scalar fields that travel unchanged between the record and the wire message.

@@ -1,7 +1,7 @@
 """Crash isolation: each device measures in its own long-lived worker process.
 
     agent thread --job--> DeviceWorker --pipe--> worker process: load (cached) + measure_session
-                 <-result-             <-------- ("ok", measurement) | ("error", kind, message)
+                 <-result-             <-------- ("ok", Measurement proto bytes) | ("error", kind, message)
 
 A native library that segfaults, aborts or hangs takes only its worker down.
 The agent waits for each job at most the policy's ``timeout_s``; a worker that
@@ -11,17 +11,19 @@ Either way a fresh worker is started and the device keeps serving.
 
 Workers use the "spawn" start method: forking a process that runs gRPC threads
 can deadlock the child. A worker is kept warm between jobs (runtime imported,
-speed probe calibrated), so a measurement costs one pipe round trip on top of
-the runtime's own work.
+speed probe calibrated, sessions loaded), so a measurement costs one pipe round
+trip on top of the runtime's own work. The worker labels the measurement
+(digest, device, identity) and sends it as the wire message the agent replies
+with, so the agent only parses it: no pickled records, no second conversion.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import select
 import signal
 import threading
-from multiprocessing.connection import wait
 from typing import Any
 
 from nn_farm import errors
@@ -32,8 +34,12 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 180.0  # importing torch on a loaded 2-core host takes a while
 
 
-def _worker_main(conn, runtime_name: str, options: dict) -> None:
-    """The worker process: answer measurement jobs until told to stop (``None``)."""
+def _worker_main(conn, runtime_name: str, options: dict, label: dict) -> None:
+    """The worker process: answer measurement jobs until told to stop (``None``).
+
+    ``label`` holds ``device_id``, ``device_class`` and ``identity`` (the device's
+    identity as the agent knows it), stamped on every measurement.
+    """
     import os
 
     # A worker's job is to be measured, not to be interrupted by the agent's Ctrl-C.
@@ -48,7 +54,7 @@ def _worker_main(conn, runtime_name: str, options: dict) -> None:
     except Exception as exc:  # reported to the agent, which marks the device unavailable
         status = {"available": False, "version": "", "reason": f"{type(exc).__name__}: {exc}"}
     conn.send(("ready", os.getpid(), status))
-    sessions = _Sessions(runtime_name, options, status["version"]) if status["available"] else None
+    sessions = _Sessions(runtime_name, options, status["version"], label) if status["available"] else None
     while True:
         try:
             job = conn.recv()
@@ -78,14 +84,16 @@ class _Sessions:
     last few sessions. The cache path holds the digest, so a key never goes stale.
     """
 
-    def __init__(self, runtime: str, options: dict, version: str, keep: int = 4):
+    def __init__(self, runtime: str, options: dict, version: str, label: dict, keep: int = 4):
         from nn_farm.farm.runtimes import get_runtime
 
         self.runtime, self.options, self.version, self.keep = runtime, options, version, keep
+        self.label = label
         self._rt = get_runtime(runtime)
         self._open: dict = {}
 
-    def measure(self, job: dict, probe):
+    def measure(self, job: dict, probe) -> bytes:
+        """Measure ``job``; returns the labelled ``Measurement`` as wire bytes."""
         from nn_farm.farm.measure import host_identity, measure_session, pinned_to
 
         policy, inputs = job["policy"], job.get("inputs")
@@ -100,9 +108,12 @@ class _Sessions:
             except Exception:
                 self._open.pop(key).close()  # a session that failed mid-run is not reused
                 raise
-            m.device = {**host_identity(), **m.device}
+            ran = {**host_identity(), **m.device}
+        # What actually ran (threads, delegate, affinity) wins; the device's identity fills the rest.
+        m.device = {**self.label["identity"], **{k: v for k, v in ran.items() if v not in ("", None)}}
+        m.model_digest, m.device_id, m.device_class = job["digest"], self.label["device_id"], self.label["device_class"]
         m.runtime, m.runtime_version = self.runtime, self.version
-        return m
+        return m.to_proto().SerializeToString()
 
     def close(self) -> None:
         for session in self._open.values():
@@ -131,25 +142,31 @@ class DeviceWorker:
     """The worker process of one device.
 
     Args:
-        device_id: for error messages.
+        device_id: for error messages, and stamped on each measurement.
         runtime: runtime name the worker loads.
         options: runtime options (threads, device string, ...).
+        device_class: stamped on each measurement.
+        identity: the device's identity (host, threads, affinity, ...); what the
+            worker sees at run time overrides it field by field.
         start_timeout_s: how long a fresh worker may take to import its runtime.
 
     Not thread-safe: the agent runs one job per device at a time.
     """
 
     def __init__(self, device_id: str, runtime: str, options: dict | None = None, *,
+                 device_class: str = "", identity: dict | None = None,
                  start_timeout_s: float = START_TIMEOUT_S):
         self.device_id = device_id
         self.runtime = runtime
         self.options = dict(options or {})
+        self._label = {"device_id": device_id, "device_class": device_class, "identity": dict(identity or {})}
         self.start_timeout_s = start_timeout_s
         self.status: dict | None = None   # from the worker's "ready" message
         self.state = "stopped"            # stopped | starting | idle | busy
         self._ctx = multiprocessing.get_context("spawn")
         self._proc = None
         self._conn = None
+        self._poll = None  # watches the pipe and the process sentinel
         self._start_lock = threading.Lock()
 
     @property
@@ -163,11 +180,16 @@ class DeviceWorker:
             if self._proc is not None and self._proc.is_alive():
                 return
             parent, child = self._ctx.Pipe()
-            proc = self._ctx.Process(target=_worker_main, args=(child, self.runtime, self.options),
+            proc = self._ctx.Process(target=_worker_main, args=(child, self.runtime, self.options, self._label),
                                      name=f"nn-farm-worker[{self.device_id}]", daemon=True)
             proc.start()
             child.close()
-            self._proc, self._conn = proc, parent
+            # One poll set per process, kept: building one per job (as
+            # multiprocessing.connection.wait does) cost more than the poll itself.
+            watch = select.poll()
+            watch.register(parent.fileno(), select.POLLIN)
+            watch.register(proc.sentinel, select.POLLIN)
+            self._proc, self._conn, self._poll = proc, parent, watch
             self.state = "starting"
             self.status = None
 
@@ -183,8 +205,7 @@ class DeviceWorker:
         self.start()
         if self.status is not None:
             return self.status
-        got = wait([self._conn, self._proc.sentinel], self.start_timeout_s)
-        if self._conn in got:
+        if self._wait(self.start_timeout_s) == "answered":
             try:
                 _, _, status = self._conn.recv()
                 self.status = status
@@ -198,7 +219,7 @@ class DeviceWorker:
                                 f"({_signal_name(code) if code is not None else 'start timed out'})",
                                 device_id=self.device_id)
 
-    def run(self, job: dict, timeout_s: float) -> Any:
+    def run(self, job: dict, timeout_s: float) -> bytes:
         """Run one measurement job in the worker.
 
         Args:
@@ -207,7 +228,8 @@ class DeviceWorker:
             timeout_s: how long to wait for the result.
 
         Returns:
-            The :class:`~nn_farm.farm.measurement.Measurement` from the worker.
+            The measurement as serialized ``Measurement`` proto bytes, labelled
+            with the job's digest and this device.
 
         Raises:
             DeviceCrashed: the worker died (the signal is named).
@@ -224,15 +246,15 @@ class DeviceWorker:
                 self._conn.send(job)
             except OSError:
                 pass  # the worker died just now; its sentinel below says how
-            got = wait([self._conn, self._proc.sentinel], timeout_s)
-            if self._conn in got:
+            outcome = self._wait(timeout_s)
+            if outcome == "answered":
                 try:
                     reply = self._conn.recv()
                 except (EOFError, OSError):
                     reply = None
                 if reply is not None:
                     return _unpack(reply, self.device_id, digest)
-            if not got:
+            if outcome == "timeout":
                 self._kill()
                 raise DeviceTimeout(f"device {self.device_id}: measurement of model {digest} ran past "
                                     f"its timeout of {timeout_s:g} s; worker killed and restarted",
@@ -249,9 +271,21 @@ class DeviceWorker:
             else:
                 self.state = "idle"
 
+    def _wait(self, timeout_s: float) -> str:
+        """Block until the worker answers, exits, or ``timeout_s`` passes.
+
+        Returns:
+            "answered" (the pipe is readable; a dead worker's EOF counts, and
+            its recv then fails), "exited" or "timeout".
+        """
+        ready = {fd for fd, _ in self._poll.poll(max(timeout_s, 0.0) * 1000.0)}
+        if self._conn.fileno() in ready:
+            return "answered"
+        return "exited" if ready else "timeout"
+
     def _kill(self) -> None:
         proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
+        self._proc = self._conn = self._poll = None
         self.status = None
         self.state = "stopped"
         if proc is not None:
