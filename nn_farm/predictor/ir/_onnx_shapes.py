@@ -4,70 +4,133 @@ torch exports ``x.chunk(2, dim=1)`` and ``x.view(b, g, -1, h, w)`` as a small
 integer program on the tensor's shape (Shape -> Gather -> Div -> Slice ...).
 ``onnx.shape_inference`` does not run that program, so every tensor after the
 first such Slice has unknown dims. Here the program is evaluated with numpy on the
-shapes inference did find, its results become constants, and inference runs
-again, until no data tensor has an unknown dim (or nothing more can be folded).
-Models without shape arithmetic take one inference pass, as before.
+shapes inference did find, the operators that read its results are pointed at
+constants instead, and inference runs again, until nothing more can be folded.
+Models without shape arithmetic take one inference pass.
+
+Only the part of the program that depends on a ``Shape`` / ``Size`` is evaluated:
+constants and weight ``Identity`` nodes are left to inference, which already
+understands them (a ShuffleNetV2 export has 240 constant-side nodes, 78 of which
+are shape arithmetic).
 """
 
 from __future__ import annotations
 
 MAX_ROUNDS = 64
+_SHAPE_OPS = ("Shape", "Size")
+#: suffix of the constant initializers that stand in for folded program outputs
+FOLDED_SUFFIX = "::folded"
 
 
-def infer_shapes(model):
+def node_table(model) -> list[tuple[str, tuple, tuple]]:
+    """``(op_type, inputs, outputs)`` per graph node, read out of protobuf once
+    (each field access on a message costs about as much as a dict build)."""
+    return [(n.op_type, tuple(n.input), tuple(n.output)) for n in model.graph.node]
+
+
+def infer_shapes(model, table: list | None = None):
     """Shape-infer ``model`` (a weight-skimmed ModelProto), folding shape arithmetic.
 
+    Args:
+        model: the converter's own copy of the model. When it holds shape
+            arithmetic, it is edited in place: operators that read a folded value
+            read a constant initializer (``<name>::folded``) instead.
+        table: :func:`node_table` of ``model``, if the caller has it; its rows are
+            updated along with the model.
+
     Returns:
-        The inferred ModelProto (its graph may have fewer nodes: folded ones are
-        replaced by constant initializers).
+        The inferred ModelProto.
     """
-    import numpy as np
-    from onnx import numpy_helper, shape_inference
+    from onnx import shape_inference
 
     inferred = shape_inference.infer_shapes(model)
-    if not any(n.op_type in ("Shape", "Size") for n in model.graph.node):
+    if table is None:
+        table = node_table(model)
+    if not any(row[0] in _SHAPE_OPS for row in table):
         return inferred  # no shape program to run: one pass is all there is
-    folded: dict[str, object] = {}
+
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    # One pass in graph (topological) order sorts the nodes into
+    #   data nodes: read a data tensor (graph inputs that are not initializers,
+    #     and what data nodes make); they run on the device
+    #   the shape program proper: Shape / Size and every other node that reads
+    #     (transitively) from one; evaluated here
+    #   the rest: constants and weight Identities, which inference understands
+    data = {vi.name for vi in graph.input if vi.name not in inits}
+    dynamic: set[str] = set()
+    program, constant_nodes = [], {}
+    readers: dict[str, list[int]] = {}  # program output -> data nodes reading it
+    for i, (op, ins, outs) in enumerate(table):
+        if op in _SHAPE_OPS:
+            program.append(i)
+            dynamic.update(outs)
+            dynamic.discard("")  # an absent optional output is no tensor
+        elif not data.isdisjoint(ins):
+            data.update(outs)
+            data.discard("")
+            if not dynamic.isdisjoint(ins):
+                for x in ins:
+                    if x in dynamic:
+                        readers.setdefault(x, []).append(i)
+        elif not dynamic.isdisjoint(ins):
+            program.append(i)
+            dynamic.update(outs)
+            dynamic.discard("")
+        elif op == "Constant":
+            constant_nodes[outs[0]] = i
+    nodes = graph.node
+    values: dict[str, object] = {}
+    pending = program
     for _ in range(MAX_ROUNDS):
-        g = inferred.graph
-        data = _data_tensors(g)
-        program = [n for n in g.node
-                   if n.op_type in ("Shape", "Size") or not any(i in data for i in n.input)]
-        if not program:
-            return inferred
-        reads = {i for n in program for i in n.input}
-        shapes = _known_shapes(g, reads)
-        values = {i.name: numpy_helper.to_array(i) for i in g.initializer if i.name in reads and _has_data(i)}
-        values.update(folded)
-        new = {}
-        left = 0
-        for node in program:
-            out = _eval(node, values, shapes, np)
+        shapes = _known_shapes(inferred.graph, {table[i][1][0] for i in pending if table[i][0] in _SHAPE_OPS})
+        left, new = [], []
+        for i in pending:
+            out = _eval(nodes[i], table[i], values, shapes, inits, constant_nodes, nodes, np)
             if out is None:
-                left += 1
+                left.append(i)
                 continue
-            for name, val in zip(node.output, out):
+            for name, val in zip(table[i][2], out):
                 values[name] = val
-                new[name] = val
+                if name in readers:
+                    new.append(name)
         if not new:
             return inferred
-        folded.update(new)
-        m = inferred.__class__()
-        m.CopyFrom(model)
-        keep = [n for n in m.graph.node if not all(o in folded for o in n.output)]
-        del m.graph.node[:]
-        m.graph.node.extend(keep)
-        needed = {i for n in keep for i in n.input}
-        m.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), name)
-                                   for name, v in folded.items() if name in needed)
-        inferred = shape_inference.infer_shapes(m)
+        for name in new:
+            folded = name + FOLDED_SUFFIX
+            graph.initializer.append(numpy_helper.from_array(np.asarray(values[name]), folded))
+            for i in readers[name]:
+                node_inputs = nodes[i].input
+                for j, x in enumerate(node_inputs):
+                    if x == name:
+                        node_inputs[j] = folded
+                op, ins, outs = table[i]
+                table[i] = (op, tuple(folded if x == name else x for x in ins), outs)
+        inferred = shape_inference.infer_shapes(model)
         if not left:
             return inferred  # the whole shape program is folded: nothing more to learn
+        pending = left
     return inferred
 
 
 def _has_data(t) -> bool:
     return bool(t.raw_data or t.int64_data or t.float_data or t.int32_data or t.double_data)
+
+
+def _constant(name, inits, constant_nodes, nodes):
+    """The value of an initializer with data or a Constant node's output, or None."""
+    t = inits.get(name)
+    if t is not None:
+        if not _has_data(t):
+            return None
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(t)
+    i = constant_nodes.get(name)
+    return None if i is None else _attr(nodes[i], "value")
 
 
 def _known_shapes(g, names: set[str]) -> dict[str, list | None]:
@@ -80,15 +143,6 @@ def _known_shapes(g, names: set[str]) -> dict[str, list | None]:
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
             out[vi.name] = None if None in dims else dims
     return out
-
-
-def _data_tensors(g) -> set[str]:
-    inits = {i.name for i in g.initializer}
-    data = {vi.name for vi in g.input if vi.name not in inits}
-    for n in g.node:
-        if n.op_type not in ("Shape", "Size") and any(i in data for i in n.input):
-            data.update(o for o in n.output if o)
-    return data
 
 
 def _attr(node, name, default=None):
@@ -107,29 +161,37 @@ def _attr(node, name, default=None):
     return default
 
 
-def _eval(node, values, shapes, np):
-    """Outputs of one integer-program node, or None when an input is not known yet."""
-    op = node.op_type
+def _eval(node, row, values, shapes, inits, constant_nodes, nodes, np):
+    """Outputs of one program node, or None when an input is not known yet.
+
+    Inputs come from earlier program outputs (``values``), initializers with data
+    and ``Constant`` nodes (decoded on first use, then kept in ``values``).
+    """
+    op, inputs, _ = row
     if op == "Constant":
         v = _attr(node, "value")
         return None if v is None else [v]
     if op == "Shape":
-        s = shapes.get(node.input[0])
+        s = shapes.get(inputs[0])
         if s is None:
             return None
         start, end = _attr(node, "start", 0), _attr(node, "end", None)
         return [np.array(s[start:end], dtype=np.int64)]
     if op == "Size":
-        s = shapes.get(node.input[0])
+        s = shapes.get(inputs[0])
         return None if s is None else [np.array(int(np.prod(s)), dtype=np.int64)]
     ins = []
-    for i in node.input:
+    for i in inputs:
         if not i:
             ins.append(None)
-        elif i in values:
-            ins.append(values[i])
-        else:
-            return None
+            continue
+        v = values.get(i)
+        if v is None:
+            v = _constant(i, inits, constant_nodes, nodes)
+            if v is None:
+                return None
+            values[i] = v
+        ins.append(v)
     try:
         if op == "Gather":
             return [np.take(ins[0], ins[1], axis=_attr(node, "axis", 0))]

@@ -90,16 +90,17 @@ def onnx_model_to_ir(model, source: str = "<onnx.ModelProto>", skimmed: bool = F
     """
     import onnx
 
-    from nn_farm.predictor.ir._onnx_shapes import infer_shapes
+    from nn_farm.predictor.ir._onnx_shapes import infer_shapes, node_table
 
     if not skimmed:
         model = _skeleton(model)
     _fix_dynamic_dims(model)
+    table = node_table(model)  # shared by shape folding and the walk
     try:
-        inferred = infer_shapes(model)
+        inferred = infer_shapes(model, table)
     except Exception as exc:  # onnx raises several kinds (InferenceError, RuntimeError)
         raise ConversionError(f"{source}: ONNX shape inference failed: {exc}") from exc
-    return _Walker(inferred.graph, source, onnx).run()
+    return _Walker(inferred.graph, source, onnx, model.graph.node, table).run()
 
 
 def _fix_dynamic_dims(model) -> None:
@@ -150,10 +151,21 @@ _SCALAR_FORMATS = {1: "<f", 7: "<q", 6: "<i", 11: "<d"}  # FLOAT, INT64, INT32, 
 
 
 class _Walker:
-    """One pass over the (topologically sorted) ONNX nodes, building IR nodes."""
+    """One pass over the (topologically sorted) ONNX nodes, building IR nodes.
 
-    def __init__(self, graph, source: str, onnx):
+    Args:
+        graph: the shape-inferred graph (shapes, initializers, inputs).
+        source: how to name the model in errors.
+        onnx: the onnx module.
+        nodes: the graph's nodes (attributes are read from these).
+        table: ``(op_type, inputs, outputs)`` of each of ``nodes``
+            (:func:`~nn_farm.predictor.ir._onnx_shapes.node_table`).
+    """
+
+    def __init__(self, graph, source: str, onnx, nodes, table):
         self.g = graph
+        self.nodes = nodes
+        self.table = table
         self.source = source
         self.onnx = onnx
         self.shapes: dict[str, list] = {}
@@ -165,10 +177,15 @@ class _Walker:
 
     # -- tensors ----------------------------------------------------------------
     def _collect_shapes(self):
+        shapes = self.shapes
         for vi in (*self.g.input, *self.g.value_info, *self.g.output):
             t = vi.type.tensor_type
             if t.HasField("shape"):
-                self.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+                dims = t.shape.dim
+                shape = [d.dim_value for d in dims]
+                if 0 in shape:  # an unset dim reads 0: tell "unknown" from a real 0
+                    shape = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+                shapes[vi.name] = shape
         for init in self.g.initializer:
             self.shapes[init.name] = list(init.dims)
             if init.raw_data or init.int64_data or init.float_data or init.int32_data:
@@ -209,25 +226,28 @@ class _Walker:
 
         slice_groups: dict[str, str] = {}  # sliced tensor -> merged split node name
         names = set()
-        for idx, node in enumerate(self.g.node):
-            op = node.op_type
+        alias = self.alias
+        for idx, (op, node_ins, node_outs) in enumerate(self.table):
             if op == "Constant":
-                for a in node.attribute:
+                for a in self.nodes[idx].attribute:
                     if a.name == "value":
-                        self.consts[node.output[0]] = a.t
+                        self.consts[node_outs[0]] = a.t
                 continue
-            ins = [self._resolve(i) if i else "" for i in node.input]  # keep positions
+            if data.isdisjoint(node_ins) and (not alias or alias.keys().isdisjoint(node_ins)):
+                continue  # constant folding territory: not an operator on the device
+            ins = [self._resolve(i) if i else "" for i in node_ins]  # keep positions
             data_ins = [i for i in ins if i in data]
             if not data_ins or op in _SHAPE_SOURCES:
-                continue  # constant folding territory: not an operator on the device
-            if op in _PASSTHROUGH:
-                self.alias[node.output[0]] = data_ins[0]
                 continue
+            if op in _PASSTHROUGH:
+                alias[node_outs[0]] = data_ins[0]
+                continue
+            node = self.nodes[idx]
             name = node.name or f"{op}_{idx}"
             while name in names:
                 name += "_"
             names.add(name)
-            outputs = [o for o in node.output if o]
+            outputs = [o for o in node_outs if o]
             data.update(outputs)
             attr = self._attrs(node, ins)
             if op == "Slice":
