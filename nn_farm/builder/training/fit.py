@@ -9,8 +9,9 @@ Features come only from :func:`nn_farm.predictor.kernel_specs.features`, so a mo
 fitted here predicts inside any package the predictor loads.
 
 Choosing the learner: with ``learner=None`` every name in ``candidates`` is scored
-by k-fold cross-validation on the *training* part (RMSPE, nn-Meter's headline
-metric) and the best is refitted on the whole training part. The held-out 20% is
+by k-fold cross-validation on the *training* part: the +-10% accuracy of its
+out-of-fold predictions (what the accuracy targets count), then RMSPE to break
+ties. The best is refitted on the whole training part. The held-out 20% is
 used only to report the chosen model, so its metrics are not flattered by the
 choice. ``learner="rf"`` fixes nn-Meter's forest.
 
@@ -59,8 +60,8 @@ class KernelFit:
         test_configs: the held-out configs, in ``test_errors`` order.
         test_latency_ms, test_pred_ms: their measured and predicted latencies.
         test_ids: their ids (when the data had ids).
-        candidates: cross-validated RMSPE (%) on the training part per learner tried
-            (empty when the learner was fixed).
+        candidates: per learner tried, ``{"acc10", "rmspe"}`` of its out-of-fold
+            predictions on the training part (empty when the learner was fixed).
         final_model: the same learner refitted on train + test (``refit=True``), the
             model a package should ship; None otherwise.
         seconds: wall time of the fit.
@@ -129,15 +130,24 @@ def split_ids(ids: Sequence, test_fraction: float = 0.2, seed: int = 0) -> tuple
 CV_MAX_TREES = 64
 
 
-def _cv_rmspe(name, kernel_type, X, y, *, folds, seed, hardware, n_jobs) -> float:
+def _cv_scores(name, kernel_type, X, y, *, folds, seed, hardware) -> dict[str, float]:
+    """Scores of a learner's out-of-fold predictions over the whole training part."""
     from sklearn.model_selection import KFold
 
-    errors = []
+    pred = np.empty_like(y)
     for train_idx, val_idx in KFold(folds, shuffle=True, random_state=seed).split(X):
+        # The capped comparison forests are small: fitted here, not spread out.
         model = fit_learner(name, kernel_type, X[train_idx], y[train_idx], seed=seed,
-                            hardware=hardware, n_jobs=n_jobs, max_trees=CV_MAX_TREES)
-        errors.append(rmspe(model.predict(X[val_idx]), y[val_idx]) ** 2 * len(val_idx))
-    return float(np.sqrt(np.sum(errors) / len(X)))
+                            hardware=hardware, n_jobs=1, max_trees=CV_MAX_TREES)
+        pred[val_idx] = model.predict(X[val_idx])
+    m = latency_metrics(pred, y)
+    return {"acc10": m["acc10"], "rmspe": m["rmspe"]}
+
+
+def _rank(score: dict, order: int) -> tuple:
+    # Most configs within +-10% first (the accuracy the targets count), then the
+    # lower RMSPE; remaining ties go to the earlier candidate (the default forest).
+    return (-score["acc10"], score["rmspe"], order)
 
 
 def fit_kernel(kernel_type: str, train_configs, train_latency_ms: Sequence[float],
@@ -155,7 +165,8 @@ def fit_kernel(kernel_type: str, train_configs, train_latency_ms: Sequence[float
         train_latency_ms, test_latency_ms: measured latencies in ms, positive.
         seed: seeds the learners and the cross-validation folds.
         learner: a name from :data:`LEARNERS` to fix it; None chooses among
-            ``candidates`` by cross-validated RMSPE on the training part.
+            ``candidates`` by cross-validated +-10% accuracy (then RMSPE) on the
+            training part.
         candidates: learners tried when ``learner`` is None.
         error_threshold: a test config with ``|pred - true| / true`` above this is
             returned in ``error_configs``.
@@ -197,11 +208,9 @@ def fit_kernel(kernel_type: str, train_configs, train_latency_ms: Sequence[float
         chosen = candidates[0] if len(candidates) == 1 else DEFAULT_LEARNER
     else:
         for name in candidates:
-            # The capped comparison forests are small: fitted here, not spread out.
-            scores[name] = _cv_rmspe(name, kernel_type, X, y, folds=cv_folds, seed=seed,
-                                     hardware=hardware, n_jobs=1)
-        # Ties go to the earlier candidate (the default forest comes first).
-        chosen = min(candidates, key=lambda n: (scores[n], list(candidates).index(n)))
+            scores[name] = _cv_scores(name, kernel_type, X, y, folds=cv_folds, seed=seed,
+                                      hardware=hardware)
+        chosen = min(candidates, key=lambda n: _rank(scores[n], list(candidates).index(n)))
     model = fit_learner(chosen, kernel_type, X, y, seed=seed, hardware=hardware, n_jobs=n_jobs)
 
     test_configs = [dict(c) if isinstance(c, Mapping) else
