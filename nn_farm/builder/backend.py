@@ -28,6 +28,8 @@ RUNTIME_FORMATS = {"litert": "tflite", "onnxruntime": "onnx", "openvino": "onnx"
 # The framework a format is generated from.
 FORMAT_IMPLEMENTS = {"tflite": "tensorflow", "onnx": "torch", "openvino": "torch"}
 STORE_NAME = "results.db"
+# The runtime option THREADS sets (litert, openvino and torch call it "threads").
+THREAD_OPTIONS = {"onnxruntime": "intra_op_threads"}
 
 
 @dataclass
@@ -75,10 +77,12 @@ def embedded_devices(backend_config: dict, count: int | None = None):
                           f"{len(cores)} core(s)", key="DEVICES")
     runtime = backend_config["RUNTIME"]
     threads = int(backend_config.get("THREADS", 1))
+    # Each runtime names its thread option its own way.
+    options = {THREAD_OPTIONS.get(runtime, "threads"): threads}
     # The last cores first: core 0 carries the driver, Ray and conversion work.
     picked = cores[len(cores) - count:]
     return tuple(DeviceConfig(id=f"host-cpu{core}/{runtime}", device_class=backend_config["DEVICE_CLASS"],
-                              runtime=runtime, options={"threads": threads}, cpu_affinity=(core,))
+                              runtime=runtime, options=dict(options), cpu_affinity=(core,))
                  for core in picked)
 
 
