@@ -40,6 +40,7 @@ from nn_farm.farm._proto import farm_pb2 as pb
 from nn_farm.farm._proto import farm_pb2_grpc as pb_grpc
 from nn_farm.farm.cache import ModelCache, check_digest
 from nn_farm.farm.devices import AgentConfig, DeviceConfig, check_device
+from nn_farm.farm.measurement import policy_from_wire
 from nn_farm.farm.policy import MeasurePolicy
 from nn_farm.farm.worker import DeviceWorker
 
@@ -333,14 +334,13 @@ def _about(exc: errors.NNFarmError, path, device_id: str, digest: str) -> errors
 def _policy(wire: bytes, device_cores: tuple[int, ...]) -> MeasurePolicy:
     """The policy a request asks for, on the device's cores unless it names its own.
 
-    Memoised on the wire bytes: clients send the same few policies call after
-    call, and reading one (defaults, validation) cost more than the lookup.
-    MeasurePolicy is frozen, so sharing one is safe.
+    Memoised like :func:`policy_from_wire`: a pinned device would otherwise
+    rebuild (and re-validate) the same policy on every call.
 
     Raises:
         PolicyError: a value out of range (not memoised).
     """
-    policy = MeasurePolicy.from_proto(pb.MeasurePolicy.FromString(wire))
+    policy = policy_from_wire(wire)
     if device_cores and not policy.cpu_affinity:
         policy = policy.replace(cpu_affinity=device_cores)
     return policy

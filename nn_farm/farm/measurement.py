@@ -152,7 +152,7 @@ class Measurement:
             runtime=msg.runtime,
             runtime_version=msg.runtime_version,
             device=identity_from_proto(msg.device),
-            policy=policy_from_proto(msg.policy),
+            policy=policy_from_wire(msg.policy.SerializeToString()),
             samples_ms=list(msg.samples_ms),
             probe_ms=list(msg.probe_ms),
             kept=list(msg.kept),
@@ -162,18 +162,17 @@ class Measurement:
         return m
 
 
-def policy_from_proto(msg) -> MeasurePolicy:
-    """:meth:`MeasurePolicy.from_proto`, memoised on the message's bytes.
-
-    A client reads back the same few policies call after call, and building one
-    (defaults, validation) costs more than serializing the small message to look
-    it up. The record is frozen, so sharing it is safe.
-    """
-    return _policy_from_wire(msg.SerializeToString())
-
-
 @functools.lru_cache(maxsize=256)
-def _policy_from_wire(wire: bytes) -> MeasurePolicy:
+def policy_from_wire(wire: bytes) -> MeasurePolicy:
+    """:meth:`MeasurePolicy.from_proto` of a serialized ``MeasurePolicy``, memoised.
+
+    Clients send (and read back) the same few policies call after call, and
+    building one (defaults, validation) costs more than serializing the small
+    message to look it up. The record is frozen, so sharing it is safe.
+
+    Raises:
+        PolicyError: a value out of range (errors are not memoised).
+    """
     from nn_farm.farm._proto import farm_pb2 as pb
 
     return MeasurePolicy.from_proto(pb.MeasurePolicy.FromString(wire))
