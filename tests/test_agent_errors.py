@@ -211,6 +211,8 @@ def test_device_cpu_affinity_pins_the_measurement(client, onnx_model):
     digest = client.put_model(onnx_model)
     m = client.profile(digest, "cpu/ort-core0", policy=QUICK)
     assert m.device["cpu_affinity"] == [0] and m.policy.cpu_affinity == (0,)
+    # The agent memoises policies read off the wire: the same policy on an unpinned device stays unpinned.
+    assert client.profile(digest, ORT, policy=QUICK).policy.cpu_affinity == ()
     if len(os.sched_getaffinity(0)) > 1:
         other = max(os.sched_getaffinity(0))
         m = client.profile(digest, "cpu/ort-core0", policy=QUICK.replace(cpu_affinity=(other,)))
