@@ -5,6 +5,8 @@ This is the detector as it was before it was tuned for NAS batches (commit
 45c42f4): per-node copies of every edge list, a dict per work graph for each
 field, fusion rules asked afresh for every op, all ops indexed as pattern
 anchors. Same algorithm, written for reading; the patterns are the package's.
+It predates folding explicit pads into convs (blocks._fold_pad), so the two are
+compared on graphs without Pad ops.
 """
 
 from __future__ import annotations

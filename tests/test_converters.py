@@ -181,15 +181,23 @@ def test_keras_mobilenet_v2_keeps_its_batchnorms(keras_mobilenet_v2):
     # fold them): Conv1 conv-bn-relu6; 16 expand convs conv-bn-relu6; Conv_1 conv-bn-relu6
     # -> 18. 17 depthwise dw-bn-relu6, 17 project conv-bn, 10 residual adds (as in
     # torchvision's). keras.applications pads explicitly (ZeroPadding2D) before the
-    # four stride-2 depthwise convs (blocks 1, 3, 6, 13) -> 4 pad kernels. The head's
-    # Dense(softmax) gives fc and a Softmax op that no kernel model covers (reported).
+    # four stride-2 depthwise convs (blocks 1, 3, 6, 13); each pad is folded into its
+    # dwconv kernel, as TFLite's converter folds it. The head's Dense(softmax) gives
+    # fc and a Softmax op that no kernel model covers (reported).
     ir = model_to_ir(keras_mobilenet_v2, "keras")
     assert ir.unknown_ops == ["Softmax"]
+    assert ir.op_types()["Pad"] == 4
+    kernels = detect_kernels(ir)
     counts = {}
-    for k in detect_kernels(ir):
+    for k in kernels:
         counts[k["op"]] = counts.get(k["op"], 0) + 1
-    assert counts == {"conv-bn-relu6": 18, "dwconv-bn-relu6": 17, "conv-bn": 17, "add": 10, "pad": 4,
+    assert counts == {"conv-bn-relu6": 18, "dwconv-bn-relu6": 17, "conv-bn": 17, "add": 10,
                       "global-avgpool": 1, "fc": 1, "Softmax": 1}
+    padded = [k for k in kernels if "Pad" in k["name"] or "pad" in k["name"]]
+    assert len(padded) == 4
+    # block_1's dwconv: 112x112x96 in (unpadded), stride 2, 56x56 out
+    assert (padded[0]["input_tensors"], padded[0]["output_tensors"], padded[0]["strides"]) == \
+        ([[1, 112, 112, 96]], [[1, 56, 56, 96]], [2, 2])
 
 
 @pytest.mark.slow
@@ -205,6 +213,35 @@ def test_keras_mobilenet_v2_as_tflite(keras_mobilenet_v2, tmp_path):
         counts[k["op"]] = counts.get(k["op"], 0) + 1
     assert counts == {"conv-relu6": 18, "dwconv-relu6": 17, "conv": 17, "add": 10,
                       "global-avgpool": 1, "fc": 1, "Softmax": 1}
+
+
+def test_tflite_explicit_pad_before_stride_2_conv_prices_as_conv(tf_files, tmp_path):
+    # Symmetric 1-pixel pads before stride-2 VALID convs are not SAME padding, so
+    # TF's converter keeps them as PAD ops; detection folds each into its conv.
+    import keras
+    import tensorflow as tf
+
+    from nn_farm.predictor import load_latency_predictor
+
+    L = keras.layers
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    x = L.Conv2D(8, 3, 2, padding="valid", activation="relu")(L.ZeroPadding2D(1)(inp))
+    x = L.DepthwiseConv2D(3, 2, padding="valid")(L.ZeroPadding2D(1)(x))
+    model = keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+    path = tmp_path / "padded.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    ir = model_to_ir(path, "tflite")
+    assert ir.op_types()["Pad"] == 2  # the file really has explicit pads
+    kernels = detect_kernels(ir)
+    assert [(k["op"], k["input_tensors"], k["output_tensors"], k["strides"]) for k in kernels[:2]] == [
+        ("conv-relu", [[1, 32, 32, 3]], [[1, 16, 16, 8]], [2, 2]),
+        ("dwconv", [[1, 16, 16, 8]], [[1, 8, 8, 8]], [2, 2]),
+    ]
+    assert signature(model_to_ir(model, "keras")) == signature(ir)
+    fixture = Path(__file__).parents[1] / "nn_farm/predictor/fixtures/synthetic_fixture_cpu"
+    detail = load_latency_predictor(fixture).predict_detail(path, "tflite")
+    assert detail["n_unknown"] == 0
+    assert [d["model"] for d in detail["kernels"][:2]] == ["conv-relu", "dwconv-bn"]
 
 
 def test_dynamic_batch_is_taken_as_one(torch_net, tmp_path):

@@ -109,8 +109,8 @@ def test_shufflenet_v2(zoo):
 
 
 def test_efficientnet_b0(zoo):
-    # stem conv3x3-bn-SiLU -> conv, swish (x*sigmoid(x); no nn-Meter predictor, kept
-    # as its own kernel so a predictor reports it instead of predicting 0 ms).
+    # stem conv3x3-bn-SiLU -> conv, swish (x*sigmoid(x); TFLite does not fuse it; nn-Meter
+    # has no swish predictor, so kernel_specs prices it as hswish).
     # 16 MBConv blocks (expand,k,s,in,out,n: 1,3,1,32,16,1 / 6,3,2,16,24,2 /
     # 6,5,2,24,40,2 / 6,3,2,40,80,3 / 6,5,1,80,112,3 / 6,5,2,112,192,4 / 6,3,1,192,320,1).
     # 15 have an expand conv-bn-SiLU; all have dw-bn-SiLU, an SE (gap, conv, SiLU, conv,
@@ -122,6 +122,13 @@ def test_efficientnet_b0(zoo):
                                "global-avgpool": 1, "fc": 1}
     ks = sorted({tuple(k["ks"]) for k in kernels if k["op"] == "dwconv"})
     assert ks == [(3, 3), (5, 5)]
+    # every kernel prices, the 33 swish kernels with the hswish model
+    from nn_farm.predictor import load_latency_predictor
+
+    fixture = Path(__file__).parents[1] / "nn_farm/predictor/fixtures/synthetic_fixture_cpu"
+    detail = load_latency_predictor(fixture).predict_detail(zoo("efficientnet_b0"), "nnmeter-ir")
+    assert detail["n_unknown"] == 0, detail["unknown_kernels"]
+    assert sum(d["op"] == "swish" and d["model"] == "hswish" for d in detail["kernels"]) == 33
 
 
 def test_kernel_connections_form_the_model_graph(zoo):
@@ -326,3 +333,23 @@ def test_fast_detector_matches_the_reference_on_nas_graphs_and_small_irs():
     for ir in irs:
         for rules in _RULE_SETS:
             assert detect_kernels(ir, rules) == detect_kernels_reference(ir, rules)
+
+
+def _pad_ir(pad_out, consumers=("conv",)):
+    ir = IRGraph()
+    ir.add_node("x", "Placeholder", [], [[1, 8, 8, 4]])
+    ir.add_node("pad", "Pad", [[1, 8, 8, 4]], [pad_out], {}, ["x"])
+    out = [1, 4, 4, 4]
+    for c in consumers:
+        ir.add_node(c, "Conv", [pad_out], [out], {"kernel_shape": [3, 3], "strides": [2, 2], "group": 1}, ["pad"])
+    return ir
+
+
+def test_explicit_spatial_pad_folds_into_the_conv_it_feeds():
+    kernels = detect_kernels(_pad_ir([1, 10, 10, 4]))
+    assert [(k["op"], k["input_tensors"], k["inputh"], k["strides"]) for k in kernels] == \
+        [("conv", [[1, 8, 8, 4]], 8, [2, 2])]
+    assert kernels[0]["name"] == "pad;conv#conv#0"
+    # a pad of the channels is no conv padding; a pad read twice is not swallowed
+    assert [k["op"] for k in detect_kernels(_pad_ir([1, 10, 10, 6]))] == ["pad", "conv"]
+    assert [k["op"] for k in detect_kernels(_pad_ir([1, 10, 10, 4], ("c1", "c2")))] == ["pad", "conv", "conv"]

@@ -90,6 +90,12 @@ def test_units_map_to_nnmeter_kernel_types():
         "dwconv-bn"
     assert ks.config_from_kernel_unit(unit("bn-relu", input_tensors=[[1, 14, 14, 8]]))[0] == "bnrelu"
     assert ks.config_from_kernel_unit(unit("fc-relu", cin=10, cout=5))[0] == "fc"
+    # swish has no nn-Meter kernel: priced as hswish, alone and behind a conv
+    swish = unit("swish", inputh=112, cin=32, input_tensors=[[1, 112, 112, 32]])
+    assert ks.config_from_kernel_unit(swish) == ("hswish", dict(HW=112, CIN=32))
+    assert ks.kernel_type_of("conv-swish") == "conv-hswish"
+    assert ks.kernel_type_of("dwconv-bn-swish") == "dwconv-bn-hswish"
+    assert ks.kernel_type_of("dwconv-swish") == "dwconv-bn-hswish"
 
 
 def test_global_avgpool_gets_its_real_input_size():

@@ -179,6 +179,17 @@ def kernel_type_of(op: str) -> str:
     alias = _ALIASES.get(op)
     if alias is not None:
         return alias
+    parts = op.split("-")
+    if "swish" in parts:
+        # swish / SiLU (x * sigmoid(x)): nn-Meter has no swish kernel, neither on
+        # its own nor fused behind a conv (its kernel list and its feature code,
+        # get_predict_features, know hswish only). It is priced as the kernel it
+        # resembles: hswish, x * relu6(x + 3) / 6, the same one elementwise pass
+        # over one NHWC tensor with the same features (HW, CIN); "conv-swish" is
+        # priced as "conv-hswish" and so on. Sigmoid's exp costs somewhat more than
+        # hswish's clamp, so this leans low; a package that measured swish would
+        # need a spec of its own here.
+        return kernel_type_of("-".join("hswish" if p == "swish" else p for p in parts))
     head, _, rest = op.partition("-")
     if head in ("conv", "dwconv"):
         # BN folded into the conv (ONNX exports, TFLite): "conv" runs as "conv-bn",

@@ -67,10 +67,10 @@ class WorkGraph:
             and the ops that get bypassed).
     """
 
-    __slots__ = ("op", "ins", "outs", "members", "order", "by_op", "removed")
+    __slots__ = ("nodes", "op", "ins", "outs", "members", "order", "by_op", "removed")
 
     def __init__(self, ir, canonical_op, simple_ops: dict | None = None, anchors=frozenset()):
-        nodes = ir.nodes
+        nodes = self.nodes = ir.nodes
         order = self.order = ir.topological_order()
         simple = simple_ops or {}
         get = simple.get
@@ -183,8 +183,8 @@ def _closed(g: WorkGraph, bound: dict, pattern: Pattern) -> bool:
     return True
 
 
-#: ops that head a pattern: only their nodes are tried as anchors
-ANCHOR_OPS = frozenset(ops for _, pattern in PATTERNS for ops in pattern[0][1])
+#: ops that head a pattern, and explicit pads: only their nodes are tried as anchors
+ANCHOR_OPS = frozenset(ops for _, pattern in PATTERNS for ops in pattern[0][1]) | {"pad"}
 
 
 def fuse_blocks(g: WorkGraph, no_kernel: frozenset) -> None:
@@ -205,7 +205,38 @@ def fuse_blocks(g: WorkGraph, no_kernel: frozenset) -> None:
     for n in by_op.get("reshape", []) + by_op.get("dummy", []):
         if n in ops and ops[n] in no_kernel and g.ins[n]:  # graph inputs stay: blocks anchor on them
             g.bypass(n)
+    for n in by_op.get("pad", ()):
+        _fold_pad(g, n)
     _apply(g, PATTERNS[1:], by_op)
+
+
+def _fold_pad(g: WorkGraph, pad: str) -> None:
+    """Fold an explicit spatial zero pad into the conv it feeds.
+
+    TFLite files converted from other frameworks (and Keras' ZeroPadding2D) pad
+    explicitly before a stride-2 conv whose own padding is VALID. The runtimes
+    run the pair as one padded conv (TFLite's converter folds the pad when it
+    equals SAME padding, XNNPACK fuses a constant pad into the convolution that
+    follows), and the builder measures conv kernels with SAME padding: so the
+    kernel is the conv, sized by the *unpadded* input (224 x 224 in, 112 x 112
+    out at stride 2), and the pad is one of its members. Only a pad with one
+    consumer, a conv or dwconv reading nothing else, and padding H and W only
+    (same N and C) is folded; any other pad stays a ``pad`` kernel and is
+    reported as one that no predictor prices.
+    """
+    ins, outs = g.ins[pad], g.outs[pad]
+    if len(ins) != 1 or len(outs) != 1:
+        return
+    conv = outs[0]
+    if g.op.get(conv) not in ("conv", "dwconv") or len(g.ins[conv]) != 1:
+        return
+    attr = g.nodes[pad]["attr"]
+    before, after = attr.get("input_shape") or [[]], attr.get("output_shape") or [[]]
+    x, y = before[0], after[0]
+    if len(x) != 4 or len(y) != 4 or x[0] != y[0] or x[3] != y[3]:
+        return
+    g.bypass(pad)
+    g.members[conv] = [pad, *g.members_of(conv)]
 
 
 def _apply(g: WorkGraph, patterns, by_op: dict[str, list[str]]) -> None:
