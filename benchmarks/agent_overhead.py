@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -93,6 +94,7 @@ def main() -> None:
     from nn_farm.farm.runtimes import bundled_model, get_runtime
 
     path = bundled_model(args.runtime)
+    load_before = os.getloadavg()[0]  # the host is shared: say how busy it was
     device_id = f"bench/{args.runtime}"
     ungated = {"mode": "off"}
     small = MeasurePolicy.from_dict({"warmup_runs": 1, "warmup_s": 1e-6, "runs_exact": 5, "speed_gate": ungated})
@@ -115,8 +117,10 @@ def main() -> None:
                 default50 = compare(args.n50, min50, client, digest, device_id, args.runtime, path, session,
                                     "min_runs=50")
 
+    load = (round(load_before, 2), round(os.getloadavg()[0], 2))
     print()
-    print(f"model: bundled tiny conv network on {args.runtime}, agent over loopback gRPC")
+    print(f"model: bundled tiny conv network on {args.runtime}, agent over loopback gRPC; "
+          f"1-min load average {load[0]} before, {load[1]} after ({os.cpu_count()} CPUs)")
     for label, r in (("5-run policy", per_call), ("exactly 50 runs, no warm-up time", policy50),
                      ("min_runs=50 (default warm-up 0.2 s, min 0.3 s)", default50)):
         m = r["median_ms"]
@@ -130,6 +134,7 @@ def main() -> None:
     result = {
         "benchmark": "agent_overhead",
         "runtime": args.runtime,
+        "loadavg_1min_before_after": load,
         "per_call": per_call,
         "policy_exact50": policy50,
         "policy_min50": default50,
