@@ -162,6 +162,8 @@ def _register_build(subparsers) -> None:
     d.add_argument("--models", nargs="+", metavar="NAME", help="keras.applications names to check")
     d.add_argument("--budget", choices=("default", "small", "tiny"), default="default",
                    help="kernel sampling budget (default: fits 20 minutes on a quiet 2-core host)")
+    d.add_argument("--ruletest", choices=("auto", "run", "skip"), default="auto",
+                   help="fusion rules: auto = run the rule test unless the workspace has detected rules")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)
 
@@ -192,5 +194,6 @@ def _cmd_build(args) -> int:
 def _cmd_demo(args) -> int:
     from nn_farm.builder.main_job import run_main_job
 
-    report = run_main_job(args.workspace, models=args.models, budget=args.budget, progress=not args.no_progress)
+    report = run_main_job(args.workspace, models=args.models, budget=args.budget, ruletest=args.ruletest,
+                          progress=not args.no_progress)
     return 0 if report["models"] else 1

@@ -79,8 +79,7 @@ def _workspace(workspace=None) -> pathlib.Path:
 
     if workspace is not None:
         root = pathlib.Path(workspace).resolve()
-        if builder_config.workspace_path != str(root):
-            builder_config.init(root)
+        builder_config.init(root)  # (re)read: the configs may have changed since
         return root
     if not builder_config.workspace_path:
         raise ConfigError("no workspace: call builder_config.init('path/to/workspace') or pass workspace=",
@@ -352,7 +351,7 @@ def build_predictor_for_kernel(kernel_type: str, backend, init_sample_num: int =
     root = _workspace(workspace)
     plan = KernelPlan(kernel_type, init_sample_num, finegrained_sample_num, iteration, error_threshold)
     with _opened(backend, root, devices=devices, ray_address=ray_address, progress=progress) as opened:
-        result = run_rounds(root, opened, [plan], mark=mark, target_acc10=target_accuracy,
+        result = run_rounds(root, opened, [plan], mark=mark, target_acc10=target_accuracy, progress=progress,
                             echo=_echo(progress))
     fit = result.fits.get(kernel_type)
     return (fit.model if fit is not None else None), _merged_kernel_data(root, kernel_type, mark)
@@ -406,9 +405,8 @@ def build_adaptive_predictor_by_data(kernel_type: str, kernel_data, backend=None
     test_c, test_l = pick(test_ids)
     before = fit_kernel(kernel_type, *pick(train_ids), test_c, test_l, seed=seed)
     inner_train, inner_test = split_ids(train_ids, test_fraction=TEST_FRACTION, seed=seed + 1)
-    probe = fit_kernel(kernel_type, *pick(inner_train), *pick(inner_test), seed=seed)
-    inner_c, _ = pick(inner_test)
-    error_configs = [c for c, e in zip(inner_c, probe.test_errors) if abs(float(e)) > error_threshold]
+    probe = fit_kernel(kernel_type, *pick(inner_train), *pick(inner_test), seed=seed, error_threshold=error_threshold)
+    error_configs = probe.error_configs
     mark = "finegrained" if not mark else f"finegrained_{mark}"
     if not error_configs:
         log.info("%s: no config predicted worse than %.0f%%; nothing to refine", kernel_type, 100 * error_threshold)
@@ -525,7 +523,8 @@ def build_latency_predictor(backend=None, *, workspace=None, kernels=None, devic
     with _opened(backend, root, devices=devices, ray_address=ray_address, progress=progress) as opened:
         echo(f"building {len(plans)} kernel predictor(s) on {opened.device_class} ({opened.devices} device(s), "
              f"{opened.format} models)")
-        result = run_rounds(root, opened, plans, mark=mark, target_acc10=target_accuracy, echo=echo)
+        result = run_rounds(root, opened, plans, mark=mark, target_acc10=target_accuracy, progress=progress,
+                            echo=echo)
         device_class = opened.device_class
         info = opened.farm.device_classes()[device_class][0].info
         # A resumed build that measured nothing new still knows its runtime.
@@ -538,10 +537,14 @@ def build_latency_predictor(backend=None, *, workspace=None, kernels=None, devic
     if missing:
         echo(f"warning: no regressor for {', '.join(missing)} (too few measured kernels); the package lacks them")
     runtime, runtime_version = result.runtime, result.runtime_version
+    if rules is None:  # warned about above, with the fix; the package states its rules' source
+        from nn_farm.predictor.kernels import DEFAULT_RULES
+
+        rules = dict(DEFAULT_RULES)
     result.package = write_predictor_package(
         result.fits, name=name or device_class, version=version, device=device_class, runtime=runtime,
         runtime_version=runtime_version, fusion_rules=rules, directory=root / "predictor_build" / "package",
-        register=register)
+        register=register, overwrite=True, extra={"workspace": str(root), "fusion_rules_source": rules_source})
     summary = result.summary()
     summary["fusion_rules"] = rules_source
     (root / "predictor_build" / "results" / "build_summary.json").write_text(json.dumps(summary, indent=2))

@@ -232,13 +232,48 @@ def _save_fit(fit, path: pathlib.Path) -> str:
     return str(path)
 
 
-def _train(datasets: dict, parallel: bool) -> dict:
-    """Fit every dataset (one Ray task per kernel type when ``parallel``)."""
-    from nn_farm.builder.training import train_kernels
+def _fit(kernel_type: str, dataset: dict, options: dict):
+    from nn_farm.builder.training import fit_kernel
+
+    return fit_kernel(kernel_type, dataset["train_configs"], dataset["train_latency_ms"],
+                      dataset["test_configs"], dataset["test_latency_ms"], **options)
+
+
+def _train(datasets: dict, parallel: bool, progress: bool = True, **options) -> dict:
+    """Fit every kernel's dataset: one Ray task per kernel type when ``parallel``.
+
+    Each dataset carries its own train and test parts, because the held-out set is
+    fixed across rounds (``train_kernels`` splits by itself, so it cannot be used here).
+    """
+    from tqdm import tqdm
 
     if not datasets:
         return {}
-    return train_kernels(datasets, parallel=parallel)
+    out = {}
+    with tqdm(total=len(datasets), desc="training kernels", unit="kernel", disable=not progress) as bar:
+        if not parallel:
+            for kt, data in datasets.items():
+                out[kt] = _fit(kt, data, options)
+                bar.update()
+            return out
+        import ray
+
+        from nn_farm.actors.ray_init import init_ray
+        from nn_farm.errors import BuilderError
+
+        init_ray()
+        task = ray.remote(num_cpus=1, max_retries=1)(_fit)
+        pending = {task.remote(kt, data, options): kt for kt, data in datasets.items()}
+        refs = list(pending)
+        while refs:
+            done, refs = ray.wait(refs, num_returns=1)
+            kt = pending[done[0]]
+            try:
+                out[kt] = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:
+                raise BuilderError(f"training the {kt} predictor failed: {exc.cause or exc}") from exc
+            bar.update()
+    return {kt: out[kt] for kt in datasets}
 
 
 def _dataset(kernel_type, configs, latency, train_ids, test_ids, ids):
@@ -251,7 +286,7 @@ def _dataset(kernel_type, configs, latency, train_ids, test_ids, ids):
 
 def run_rounds(workspace, backend, plans: list[KernelPlan], *, mark: str = "",
                target_acc10: float | None = DEFAULT_TARGET_ACC10, seed: int = 0, parallel_training: bool = True,
-               echo: Callable[[str], None] = print) -> BuildResult:
+               progress: bool = True, echo: Callable[[str], None] = print) -> BuildResult:
     """Build every planned kernel's regressor in rounds on one open backend.
 
     Args:
@@ -262,6 +297,7 @@ def run_rounds(workspace, backend, plans: list[KernelPlan], *, mark: str = "",
         target_acc10: stop a kernel once its kept +-10% accuracy reaches this (None: never early).
         seed: seed of the held-out split and of the learners.
         parallel_training: fit kernels in parallel Ray tasks.
+        progress: show the training bar.
         echo: where round summaries go.
 
     Returns:
@@ -280,6 +316,10 @@ def run_rounds(workspace, backend, plans: list[KernelPlan], *, mark: str = "",
     by_name = {p.kernel_type: p for p in plans}
     pool: dict[str, dict] = {p.kernel_type: {} for p in plans}  # kernel -> id -> record with latency
     max_rounds = max((p.iteration for p in plans), default=0)
+    for p in plans:
+        ks = state.kernel(p.kernel_type)
+        if ks.done.startswith("ITERATION") and ks.rounds_done < p.iteration:
+            ks.done = ""  # ITERATION was raised since: go on from the last finished round
 
     for round_no in range(1, max_rounds + 1):
         active = [p for p in plans if round_no <= p.iteration and not state.kernel(p.kernel_type).done
@@ -336,13 +376,15 @@ def run_rounds(workspace, backend, plans: list[KernelPlan], *, mark: str = "",
             train_ids = [i for i in ids if i not in set(ks.test_ids)]
             evaluate[p.kernel_type] = _dataset(p.kernel_type, configs, latency, train_ids, test_ids, ids)
             splits[p.kernel_type] = (ids, configs, latency, train_ids, test_ids)
-            if round_no < p.iteration:
-                # Where to sample next: badly predicted configs of a split of the
-                # training pool (nn-Meter's build_predictor_by_data), not of the held-out set.
-                inner_train, inner_test = split_ids(train_ids, test_fraction=TEST_FRACTION, seed=seed + round_no)
-                explore[p.kernel_type] = _dataset(p.kernel_type, configs, latency, inner_train, inner_test, ids)
-        fits = _train(evaluate, parallel_training)
-        probes = _train(explore, parallel_training)
+            # Where to sample next: badly predicted configs of a split of the training
+            # pool (nn-Meter's build_predictor_by_data), never of the held-out set. Found
+            # in the last round too, so a rerun with a higher ITERATION can go on.
+            inner_train, inner_test = split_ids(train_ids, test_fraction=TEST_FRACTION, seed=seed + round_no)
+            explore[p.kernel_type] = _dataset(p.kernel_type, configs, latency, inner_train, inner_test, ids)
+        # refit: the package ships each kept learner refitted on train + held-out data;
+        # its held-out scores are those of the fit on the training part alone.
+        fits = _train(evaluate, parallel_training, progress=progress, seed=seed, refit=True)
+        probes = _train(explore, parallel_training, progress=progress, seed=seed)
 
         for p in active:
             ks = state.kernel(p.kernel_type)
@@ -352,7 +394,7 @@ def run_rounds(workspace, backend, plans: list[KernelPlan], *, mark: str = "",
             error_configs = []
             if p.kernel_type in probes:
                 probe = probes[p.kernel_type]
-                error_configs = [dict(c) for c, e in zip(explore[p.kernel_type]["test_configs"], probe.test_errors)
+                error_configs = [dict(c) for c, e in zip(probe.test_configs, probe.test_errors)
                                  if abs(float(e)) > p.error_threshold]
             rm = round_mark(round_no, mark)
             _, _, _, train_ids, test_ids = splits[p.kernel_type]
