@@ -126,6 +126,21 @@ class IRGraph:
         self._topo = order
         return order
 
+    def cached_topological_order(self) -> list[str] | None:
+        """The order :meth:`topological_order` last found, or ``None`` when there is
+        none yet (or nodes were added since)."""
+        topo = self._topo
+        return topo if topo is not None and len(topo) == len(self.nodes) else None
+
+    def remember_topological_order(self, order: list[str]) -> None:
+        """Cache ``order`` as :meth:`topological_order`'s answer.
+
+        For code that runs the same Kahn pass itself, alongside its own per-node
+        work (kernel detection does, to touch each node once). ``order`` must be
+        what :meth:`topological_order` would return.
+        """
+        self._topo = order
+
     def to_networkx(self):
         """A ``networkx.DiGraph`` view: one graph node per IR node, with its ``attr``."""
         import networkx as nx

@@ -52,7 +52,8 @@ class WorkGraph:
     """The graph kernel detection edits: canonical ops, edges, and which IR nodes
     each (possibly contracted) node stands for. The IR graph itself is not touched.
 
-    Built in one pass over the topological order. The edge lists start out as the
+    Built in one pass over the topological order (found in the same pass when the
+    IR has none cached). The edge lists start out as the
     IR's own lists (no per-node copies: a NAS batch builds thousands of these) and
     are *replaced*, never edited in place, when a node is bypassed or contracted.
     ``members`` lists only contracted nodes; every other node stands for itself.
@@ -71,23 +72,58 @@ class WorkGraph:
 
     def __init__(self, ir, canonical_op, simple_ops: dict | None = None, anchors=frozenset()):
         nodes = self.nodes = ir.nodes
-        order = self.order = ir.topological_order()
-        simple = simple_ops or {}
-        get = simple.get
-        # comprehensions, not one loop: this runs for every op of every NAS model
-        op = self.op = {n: get(nodes[n]["attr"]["type"]) or canonical_op(nodes[n]) for n in order}
-        self.ins = {n: nodes[n]["inbounds"] for n in order}
-        self.outs = {n: nodes[n]["outbounds"] for n in order}
-        by_op: dict[str, list[str]] = {}
-        for n, c in op.items():
-            if c in anchors:
-                if c in by_op:
-                    by_op[c].append(n)
-                else:
-                    by_op[c] = [n]
-        self.by_op = by_op
+        get = (simple_ops or {}).get
+        order = ir.cached_topological_order()
+        if order is None:
+            self._scan(ir, get, canonical_op, anchors)
+        else:
+            # comprehensions, not one loop: this runs for every op of every NAS model
+            self.op = {n: get(nodes[n]["attr"]["type"]) or canonical_op(nodes[n]) for n in order}
+            self.ins = {n: nodes[n]["inbounds"] for n in order}
+            self.outs = {n: nodes[n]["outbounds"] for n in order}
+            by_op: dict[str, list[str]] = {}
+            for n, c in self.op.items():
+                if c in anchors:
+                    if c in by_op:
+                        by_op[c].append(n)
+                    else:
+                        by_op[c] = [n]
+            self.by_op = by_op
+            self.order = order
         self.members: dict[str, list[str]] = {}
         self.removed = False
+
+    def _scan(self, ir, get, canonical_op, anchors) -> None:
+        """Kahn's topological order (as :meth:`IRGraph.topological_order` finds it)
+        and every per-node field, in one visit per node: a fresh NAS graph is
+        touched once instead of twice."""
+        nodes = ir.nodes
+        indeg = {name: len(node["inbounds"]) for name, node in nodes.items()}
+        order = [n for n, d in indeg.items() if d == 0]  # also the FIFO queue
+        op, ins, outs, by_op = {}, {}, {}, {}
+        try:
+            for n in order:
+                node = nodes[n]
+                c = get(node["attr"]["type"]) or canonical_op(node)
+                op[n] = c
+                if c in anchors:
+                    if c in by_op:
+                        by_op[c].append(n)
+                    else:
+                        by_op[c] = [n]
+                ins[n] = node["inbounds"]
+                succs = outs[n] = node["outbounds"]
+                for succ in succs:
+                    d = indeg[succ] = indeg[succ] - 1
+                    if d == 0:
+                        order.append(succ)
+        except KeyError:
+            ir.topological_order()  # a dangling edge: raises IRError naming it
+            raise  # a node without attr.type or the like
+        if len(order) != len(nodes):
+            ir.topological_order()  # raises IRError naming the cycle
+        ir.remember_topological_order(order)
+        self.order, self.op, self.ins, self.outs, self.by_op = order, op, ins, outs, by_op
 
     def members_of(self, name: str) -> list[str]:
         """The IR nodes a work-graph node stands for, in pattern order."""
