@@ -160,8 +160,10 @@ def _register_build(subparsers) -> None:
                     "writes report.json and scatter.png. `nn-farm runtimes` is the old runtime table.")
     d.add_argument("--workspace", default="nn-farm-demo", metavar="DIR", help="workspace (default ./nn-farm-demo)")
     d.add_argument("--models", nargs="+", metavar="NAME", help="keras.applications names to check")
-    d.add_argument("--budget", choices=("default", "small", "tiny"), default="default",
-                   help="kernel sampling budget (default: fits 20 minutes on a quiet 2-core host)")
+    d.add_argument("--budget", choices=("default", "config", "small", "tiny"), default="default",
+                   help="kernel sampling budget of a new workspace: default (the whole job in about 18 min "
+                        "on a quiet 2-core host), config (the build config's defaults, about 21 min), "
+                        "small, tiny")
     d.add_argument("--ruletest", choices=("auto", "run", "skip"), default="auto",
                    help="fusion rules: auto = run the rule test unless the workspace has detected rules")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")

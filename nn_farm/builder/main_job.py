@@ -27,19 +27,33 @@ from typing import TextIO
 __all__ = ["BUDGETS", "run_main_job", "estimate_minutes", "write_scatter", "accuracy_stats"]
 
 # Kernel budgets: (conv-bn-relu, dwconv-bn-relu, every other kernel) initial samples,
-# FINEGRAINED_SAMPLE_NUM, ITERATION. None keeps the workspace config's defaults
-# (nn_farm.builder.config.BUDGET_DEFAULTS).
+# FINEGRAINED_SAMPLE_NUM, ITERATION. "config" keeps the workspace config's defaults
+# (nn_farm.builder.config.BUDGET_DEFAULTS: 920 kernels in round 1, about 25 min here).
+# "default" is sized to finish the whole main job in 20 minutes on a quiet 2-core host
+# (see estimate_minutes): 736 kernels in round 1 plus one adaptive round.
 BUDGETS = {
-    "default": None,
+    "default": ((240, 160, 24), 5, 2),
+    "config": None,
     "small": ((100, 80, 15), 5, 2),
     "tiny": ((12, 10, 5), 2, 2),
 }
-# Per-kernel costs on this 2-core host (LiteRT, one thread, the default measurement
-# policy), for the up-front estimate: CPU seconds to build and convert one kernel
-# (median over every kernel type, measured with process_time, so nearly independent of
-# load) and device seconds to measure one. See the report in the repository history.
-CONVERT_CPU_S = 1.0
-MEASURE_DEVICE_S = 0.8
+# Costs on this 2-core host (LiteRT, one thread, the default measurement policy) behind
+# the up-front estimate. Measured 2026-12-04 with four other builds and test suites
+# running (load average 7-15 on 2 cores), and brought to a quiet host as stated:
+# - building and converting one kernel: 0.5-0.7 CPU-seconds (median per kernel type,
+#   process_time, so nearly independent of load);
+# - measuring one kernel: 0.6-2.5 device-seconds, of which 0.3-2.2 s was the speed
+#   gate waiting for a calm core; without that wait 0.5-0.7 s (warm-up, 0.3 s of runs);
+# - conversion (Ray tasks) and measurement (the pinned device core) overlap on the two
+#   cores, so one kernel costs about 0.7 s of wall time;
+# - the rule test: 243 test-case models plus about a third re-measured;
+# - a keras.applications model: about 15 CPU-seconds to build and convert (40-50 s
+#   wall under that load), a few seconds to measure;
+# - Ray start and the workers' tensorflow import: about 30 s.
+KERNEL_WALL_S = 0.7
+RULETEST_MODELS = 330
+MODEL_WALL_S = 15.0
+STARTUP_S = 30.0
 MAIN_JOB_DIR = "main_job"
 
 
@@ -106,17 +120,16 @@ def _apply_budget(ws, budget: str) -> None:
     ws.predbuild_config.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def estimate_minutes(kernels_config: dict, models: int = 0) -> float:
-    """Rough wall minutes of a build on this host: conversion and measuring overlap.
+def estimate_minutes(kernels_config: dict, models: int = 0, ruletest: bool = True) -> float:
+    """Rough wall minutes of the main job on a quiet 2-core host (costs above).
 
-    One core converts (Ray tasks) while the other measures, so a round takes about
-    the longer of the two; an adaptive round is assumed to add a quarter of round 1.
-    Real models add about half a minute each (conversion and measurement).
+    An adaptive round is assumed to add a quarter of round 1's kernels.
     """
     n = sum(int(e["INIT_SAMPLE_NUM"]) for e in kernels_config.values())
     adaptive = any(int(e["ITERATION"]) > 1 for e in kernels_config.values())
-    per_kernel = max(CONVERT_CPU_S, MEASURE_DEVICE_S)
-    return (n * per_kernel * (1.25 if adaptive else 1.0) + 30 * models) / 60 + 1.0
+    kernels_s = n * (1.25 if adaptive else 1.0) * KERNEL_WALL_S
+    return (STARTUP_S + kernels_s + (RULETEST_MODELS * KERNEL_WALL_S if ruletest else 0.0)
+            + models * MODEL_WALL_S + 60.0) / 60.0
 
 
 def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, budget: str = "default",
@@ -127,6 +140,7 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
         workspace: the workspace (created with ``host-cpu-litert`` if it has no configs).
         models: keras.applications names (default :data:`~nn_farm.builder.zoo_models.DEMO_MODELS`).
         budget: a key of :data:`BUDGETS`, applied when the workspace is created.
+            The default one finishes in about 18 minutes on a quiet 2-core host.
         ruletest: see :func:`nn_farm.builder.kernel_builder.detected_fusion_rules`.
         progress: progress bars.
         out: where the table goes.
@@ -159,8 +173,9 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
     kernels = builder_config.get("KERNELS", "predbuild")
     n_kernels = sum(int(e["INIT_SAMPLE_NUM"]) for e in kernels.values())
     say(f"plan: {len(kernels)} kernel types, {n_kernels} kernels in round 1, then adaptive rounds; "
-        f"{len(models)} real models; about {estimate_minutes(kernels, len(models)):.0f} min on a quiet "
-        f"2-core host (load average now {os.getloadavg()[0]:.1f})")
+        f"{len(models)} real models; about "
+        f"{estimate_minutes(kernels, len(models), ruletest != 'skip' and not (ws.fusion_rule_test / 'detected_fusion_rule.json').exists()):.0f}"
+        f" min on a quiet 2-core host, longer on a busy one (load average now {os.getloadavg()[0]:.1f})")
 
     if ruletest != "skip":
         # Before the build's backend opens: the rule test measures on the same core.
