@@ -48,12 +48,13 @@ def onnx_file_to_ir(path: str | os.PathLike) -> IRGraph:
     except (OSError, ValueError) as exc:  # ValueError: empty file
         raise ConversionError(f"{path}: cannot read ONNX file: {exc}") from exc
     try:
-        model = _parse(skim_model_bytes(data))
+        skimmed = skim_model_bytes(data)
+        model = _parse(skimmed)
     except (SkimError, ValueError) as exc:
         raise ConversionError(f"{path}: not a valid ONNX model (truncated or corrupt?): {exc}") from exc
     finally:
         data.close()
-    return onnx_model_to_ir(model, source=path, skimmed=True)
+    return onnx_model_to_ir(model, source=path, skimmed=True, serialized=skimmed)
 
 
 def onnx_bytes_to_ir(data: bytes, source: str = "<bytes>") -> IRGraph:
@@ -61,10 +62,11 @@ def onnx_bytes_to_ir(data: bytes, source: str = "<bytes>") -> IRGraph:
     from nn_farm.predictor.ir._onnx_skim import SkimError, skim_model_bytes
 
     try:
-        model = _parse(skim_model_bytes(data))
+        skimmed = skim_model_bytes(data)
+        model = _parse(skimmed)
     except (SkimError, ValueError) as exc:
         raise ConversionError(f"{source}: not a valid ONNX model: {exc}") from exc
-    return onnx_model_to_ir(model, source=source, skimmed=True)
+    return onnx_model_to_ir(model, source=source, skimmed=True, serialized=skimmed)
 
 
 def _parse(data: bytes):
@@ -77,13 +79,17 @@ def _parse(data: bytes):
         raise ValueError(str(exc)) from exc
 
 
-def onnx_model_to_ir(model, source: str = "<onnx.ModelProto>", skimmed: bool = False) -> IRGraph:
+def onnx_model_to_ir(model, source: str = "<onnx.ModelProto>", skimmed: bool = False,
+                     serialized: bytes | None = None) -> IRGraph:
     """An ``onnx.ModelProto`` -> IR.
 
     Args:
-        model: the loaded model (not modified).
+        model: the loaded model (not modified unless ``skimmed``: then it is the
+            converter's own copy).
         source: how to name the model in errors.
         skimmed: the model's big initializers are already stripped of data.
+        serialized: ``model`` as bytes, if the caller has them (saves serializing
+            it again for shape inference).
 
     Raises:
         ConversionError: shape inference fails or leaves a data tensor without shape.
@@ -94,28 +100,39 @@ def onnx_model_to_ir(model, source: str = "<onnx.ModelProto>", skimmed: bool = F
 
     if not skimmed:
         model = _skeleton(model)
-    _fix_dynamic_dims(model)
+    if _fix_dynamic_dims(model):
+        serialized = None  # the bytes no longer say what the model says
     table = node_table(model)  # shared by shape folding and the walk
     try:
-        inferred = infer_shapes(model, table)
+        inferred = infer_shapes(model, table, serialized)
     except Exception as exc:  # onnx raises several kinds (InferenceError, RuntimeError)
         raise ConversionError(f"{source}: ONNX shape inference failed: {exc}") from exc
     return _Walker(inferred.graph, source, onnx, model.graph.node, table).run()
 
 
-def _fix_dynamic_dims(model) -> None:
+def _fix_dynamic_dims(model) -> bool:
     """Give symbolic input dims (a dynamic batch ``N``) the size 1, in place.
 
     Latency is predicted for one concrete shape; a symbolic dim would leave every
     downstream shape unknown. ``model`` is always our own copy (skimmed or skeleton).
+
+    Returns:
+        Whether a dim was changed.
     """
-    inits = {i.name for i in model.graph.initializer}
+    changed = False
+    inits = None  # initializer names, read only if some input has a symbolic dim
     for vi in model.graph.input:
+        dims = [d for d in vi.type.tensor_type.shape.dim if not d.HasField("dim_value")]
+        if not dims:
+            continue
+        if inits is None:
+            inits = {i.name for i in model.graph.initializer}
         if vi.name in inits:
             continue
-        for d in vi.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
-                d.dim_value = 1
+        for d in dims:
+            d.dim_value = 1
+        changed = True
+    return changed
 
 
 def _skeleton(model):
@@ -169,7 +186,7 @@ class _Walker:
         self.source = source
         self.onnx = onnx
         self.shapes: dict[str, list] = {}
-        self.consts: dict[str, object] = {}  # small constant tensors -> python values
+        self.consts: dict[str, object] = {}  # Constant nodes' output -> TensorProto
         self.producer: dict[str, str] = {}  # data tensor -> IR node name
         self.alias: dict[str, str] = {}  # pass-through output -> its input
         self.ir = IRGraph()
@@ -177,25 +194,42 @@ class _Walker:
 
     # -- tensors ----------------------------------------------------------------
     def _collect_shapes(self):
-        shapes = self.shapes
-        for vi in (*self.g.input, *self.g.value_info, *self.g.output):
-            t = vi.type.tensor_type
-            if t.HasField("shape"):
-                dims = t.shape.dim
-                shape = [d.dim_value for d in dims]
-                if 0 in shape:  # an unset dim reads 0: tell "unknown" from a real 0
-                    shape = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
-                shapes[vi.name] = shape
-        for init in self.g.initializer:
-            self.shapes[init.name] = list(init.dims)
-            if init.raw_data or init.int64_data or init.float_data or init.int32_data:
-                self.consts[init.name] = init
+        """Index the tensors by name; shapes are decoded when first asked for.
+
+        A third of the value infos are shape arithmetic that no IR node reads, and
+        each protobuf field read costs about a microsecond.
+        """
+        g = self.g
+        self._infos = {vi.name: vi for vi in (*g.input, *g.value_info, *g.output)}
+        self._inits = {init.name: init for init in g.initializer}
+
+    def _shape(self, name: str) -> list:
+        """A tensor's dims (-1 where unknown), or [] when it has no shape."""
+        shape = self.shapes.get(name)
+        if shape is not None:
+            return shape
+        init = self._inits.get(name)
+        if init is not None:
+            shape = list(init.dims)
+        else:
+            vi = self._infos.get(name)
+            t = vi.type.tensor_type if vi is not None else None
+            if t is None or not t.HasField("shape"):
+                return []
+            dims = t.shape.dim
+            shape = [d.dim_value for d in dims]
+            if 0 in shape:  # an unset dim reads 0: tell "unknown" from a real 0
+                shape = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+        self.shapes[name] = shape
+        return shape
 
     def _const_value(self, name: str):
         """Python list/scalar of a small constant tensor, or None."""
-        t = self.consts.get(name)
+        t = self.consts.get(name)  # Constant nodes
         if t is None:
-            return None
+            t = self._inits.get(name)
+            if t is None or not (t.raw_data or t.int64_data or t.float_data or t.int32_data):
+                return None
         raw = t.raw_data
         if len(t.dims) == 0 and raw and t.data_type in _SCALAR_FORMATS:
             # one scalar (Clip bounds): struct is 50x cheaper than numpy_helper
@@ -222,7 +256,7 @@ class _Walker:
         for vi in self.g.input:
             if vi.name not in initializers:
                 data.add(vi.name)
-                self._add(vi.name, "Placeholder", [], [_nhwc(self.shapes.get(vi.name, []))], {}, [], [vi.name])
+                self._add(vi.name, "Placeholder", [], [_nhwc(self._shape(vi.name))], {}, [], [vi.name])
 
         slice_groups: dict[str, str] = {}  # sliced tensor -> merged split node name
         names = set()
@@ -254,12 +288,12 @@ class _Walker:
                 key = data_ins[0]
                 merged = slice_groups.get(key)
                 if merged is not None:  # a sibling slice: one more output of the split
-                    self.ir.nodes[merged]["attr"]["output_shape"].append(_nhwc(self.shapes.get(outputs[0], [])))
+                    self.ir.nodes[merged]["attr"]["output_shape"].append(_nhwc(self._shape(outputs[0])))
                     self.producer[outputs[0]] = merged
                     continue
                 slice_groups[key] = name
-            in_shapes = [_nhwc(self.shapes.get(i, [])) for i in data_ins]
-            out_shapes = [_nhwc(self.shapes.get(o, [])) for o in outputs]
+            in_shapes = [_nhwc(self._shape(i)) for i in data_ins]
+            out_shapes = [_nhwc(self._shape(o)) for o in outputs]
             if op not in ALIASES and op not in self.unknown:
                 self.unknown.append(op)
             self._add(name, op, in_shapes, out_shapes, attr, data_ins, outputs)
@@ -300,7 +334,7 @@ class _Walker:
         op = node.op_type
         if op == "Conv":
             attrs.setdefault("group", 1)
-            w = self.shapes.get(ins[1]) if len(ins) > 1 else None
+            w = self._shape(ins[1]) if len(ins) > 1 and ins[1] else None
             if w and "kernel_shape" not in attrs:
                 attrs["kernel_shape"] = list(w[2:])
             attrs.setdefault("strides", [1] * len(attrs.get("kernel_shape", [1, 1])))
@@ -319,7 +353,7 @@ class _Walker:
                 pos = 3 if op == "Slice" else 1
                 axes = self._const_value(ins[pos]) if len(ins) > pos and ins[pos] else None
             if axes is not None:
-                rank = len(self.shapes.get(ins[0], []))
+                rank = len(self._shape(ins[0]))
                 ax = axes if isinstance(axes, list) else [axes]
                 if rank == 4:
                     ax = [_NCHW_TO_NHWC_AXIS[a % 4] for a in ax]
