@@ -173,6 +173,21 @@ def test_refit_uses_all_data_and_keeps_the_held_out_scores():
     assert np.array_equal(refit.predict(configs), refit.final_model.predict(X))
 
 
+def test_bad_inputs_fail_naming_the_kernel_or_learner():
+    from nn_farm.errors import BuilderError
+
+    conv = [{"HW": 7, "CIN": 8, "COUT": 8, "KERNEL_SIZE": 3, "STRIDES": 1}] * 2
+    with pytest.raises(ValueError, match="unknown learner 'svm'"):
+        fit_kernel("conv-bn-relu", conv, [1.0, 2.0], conv, [1.0, 1.0], learner="svm")
+    with pytest.raises(ValueError, match="positive"):
+        fit_kernel("conv-bn-relu", conv, [1.0, 0.0], conv, [1.0, 1.0], learner="rf")
+    with pytest.raises(ValueError, match="differ in length"):
+        fit_kernel("conv-bn-relu", conv, [1.0], conv, [1.0, 1.0], learner="rf")
+    one = (["AAAAAA"], [{"HW": 7, "CIN": 8}], [0.1])
+    with pytest.raises(BuilderError, match="relu predictor failed.*at least 2"):
+        train_kernels({"relu": one}, parallel=False, progress=False)
+
+
 def test_build_predictor_by_data_keeps_nnmeters_signature_and_files(tmp_path):
     predictor, acc10, error_configs = build_predictor_by_data(
         "dwconv-bn-relu", kernel_data("dwconv-bn-relu"), backend="tflite_cpu",
