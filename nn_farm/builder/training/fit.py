@@ -33,7 +33,7 @@ import numpy as np
 
 from nn_farm.builder.training.learners import (DEFAULT_CANDIDATES, DEFAULT_LEARNER, LEARNERS,
                                                fit_learner, hardware_of)
-from nn_farm.builder.training.metrics import latency_metrics, rmspe
+from nn_farm.builder.training.metrics import latency_metrics
 from nn_farm.predictor.kernel_specs import features, get_spec
 
 __all__ = ["KernelFit", "split_ids", "fit_kernel", "fit_kernel_data", "build_predictor_by_data"]
