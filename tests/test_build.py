@@ -281,3 +281,43 @@ def test_build_command_names_an_unknown_kernel(tmp_path):
                           "--kernels", "conv-bn-relux", "--ruletest", "skip"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 1 and "conv-bn-relux" in out.stderr
+
+
+@pytest.mark.slow
+def test_nn_meter_scripts_port_with_an_import_change(tmp_path, home):
+    """nn-Meter's per-kernel flow, by name and signature, on an open backend shared by the calls."""
+    from nn_farm.builder import (build_adaptive_predictor_by_data, build_initial_predictor_by_data,
+                                 build_predictor_for_kernel, builder_config, convert_models,
+                                 generate_config_sample, profile_models, sample_and_profile_kernel_data)
+    from nn_farm.builder.backend import open_backend
+    from nn_farm.builder.kernel_data import load_kernel_data
+    from nn_farm.predictor.kernel_specs import features
+
+    ws = make_workspace(tmp_path / "ws", KERNELS)
+    builder_config.init(ws.root)
+    with open_backend(ws.root, progress=False) as backend:
+        models = generate_config_sample("relu", 4, mark="mine")
+        models = convert_models(backend, models, progress=False)
+        assert all(pathlib_exists(r["converted_model"]) for r in models["relu"].values())
+        profiled = profile_models(backend, models)
+        assert all(LATENCY.match(r["latency"]) for r in profiled["relu"].values())
+
+        data = sample_and_profile_kernel_data("add", 6, backend, sampling_mode="prior", mark="prior")
+        ids, configs, latency = load_kernel_data(data, "add")
+        assert len(ids) == 6 and all(x > 0 for x in latency)
+
+        predictor, kernel_data = build_initial_predictor_by_data("add", backend, init_sample_num=6)
+        assert predictor.predict(features("add", configs[:2])).shape == (2,)
+        predictor, merged = build_adaptive_predictor_by_data("add", kernel_data, backend, finegrained_sample_num=2,
+                                                             error_threshold=0.0)
+        assert len(merged["add"]) > len(kernel_data["add"])  # the new round's kernels were measured and merged
+        predictor, kernel_data = build_predictor_for_kernel("relu", backend, init_sample_num=6,
+                                                            finegrained_sample_num=2, iteration=2,
+                                                            error_threshold=0.1, target_accuracy=None)
+        assert predictor is not None and len(kernel_data["relu"]) >= 6
+
+
+def pathlib_exists(path) -> bool:
+    import pathlib
+
+    return pathlib.Path(path).exists()

@@ -343,8 +343,9 @@ def build_predictor_for_kernel(kernel_type: str, backend, init_sample_num: int =
     (+-10%; None: never early), or when nothing is predicted badly.
 
     Returns:
-        ``(predictor, kernel_data)``: the kept regressor (``predict(features) -> ms``)
-        and the merged kernel data of every round.
+        ``(predictor, kernel_data)``: the kept round's regressor, refitted on that
+        round's training and held-out data (``predict(features) -> ms``, what a
+        package ships), and the merged kernel data of every round.
     """
     if predict_label != "latency":
         raise ConfigError("only latency is measured", key="predict_label")
@@ -354,7 +355,7 @@ def build_predictor_for_kernel(kernel_type: str, backend, init_sample_num: int =
         result = run_rounds(root, opened, [plan], mark=mark, target_acc10=target_accuracy, progress=progress,
                             echo=_echo(progress))
     fit = result.fits.get(kernel_type)
-    return (fit.model if fit is not None else None), _merged_kernel_data(root, kernel_type, mark)
+    return (fit.package_model if fit is not None else None), _merged_kernel_data(root, kernel_type, mark)
 
 
 def build_initial_predictor_by_data(kernel_type: str, backend=None, init_sample_num: int = 20,
