@@ -475,6 +475,28 @@ def detected_fusion_rules(workspace, *, ruletest: str = "auto", devices: int | N
     return None, "default rules (rule test not run)"
 
 
+# MON's winning case -> the predictor's MON value: case1 (the branching op runs alone)
+# means no fusion across an op with several consumers (0); case2 and case3 fuse it
+# with a consumer (1).
+_MON_CASES = {"case1": 0, "case2": 1, "case3": 1}
+
+
+def _predictor_rules(rules):
+    """The rule tester's verdicts as the predictor reads them (MON as 0/1, not a case name)."""
+    if not rules or "MON" not in rules:
+        return rules
+    rules = {k: dict(v) if isinstance(v, dict) else v for k, v in rules.items()}
+    entry = rules["MON"]
+    obey = entry.get("obey") if isinstance(entry, dict) else entry
+    if isinstance(obey, str):
+        value = _MON_CASES.get(obey, 0)
+        if isinstance(entry, dict):
+            entry["obey"], entry["case"] = value, obey
+        else:
+            rules["MON"] = value
+    return rules
+
+
 def build_latency_predictor(backend=None, *, workspace=None, kernels=None, devices: int | None = None,
                             ray_address: str | None = None, name: str | None = None, version: str = "1.0",
                             register: bool = True, ruletest: str = "auto",
@@ -538,6 +560,7 @@ def build_latency_predictor(backend=None, *, workspace=None, kernels=None, devic
     if missing:
         echo(f"warning: no regressor for {', '.join(missing)} (too few measured kernels); the package lacks them")
     runtime, runtime_version = result.runtime, result.runtime_version
+    rules = _predictor_rules(rules)
     if rules is None:  # warned about above, with the fix; the package states its rules' source
         from nn_farm.predictor.kernels import DEFAULT_RULES
 
