@@ -321,3 +321,23 @@ def pathlib_exists(path) -> bool:
     import pathlib
 
     return pathlib.Path(path).exists()
+
+
+def test_the_rule_testers_mon_verdict_reaches_the_predictor_as_a_number():
+    from nn_farm.builder.kernel_builder import _predictor_rules
+    from nn_farm.predictor.kernels import load_fusion_rules
+
+    detected = {"BF_conv_relu": {"obey": True}, "MON": {"obey": "case1", "confidence": 0.99}}
+    rules = _predictor_rules(detected)
+    assert rules["MON"]["obey"] == 0 and rules["MON"]["case"] == "case1"
+    assert detected["MON"]["obey"] == "case1"  # the rule tester's file is left as it is
+    assert load_fusion_rules(rules).mon == 0
+    assert load_fusion_rules(_predictor_rules({"MON": {"obey": "case2"}})).mon == 1
+
+
+def test_build_command_refuses_another_backend_for_a_workspace(tmp_path):
+    ws = make_workspace(tmp_path / "ws", KERNELS)
+    out = subprocess.run([sys.executable, "-m", "nn_farm.cli", "build", "--workspace", str(ws.root),
+                          "--backend", "host-cpu-litert", "--ruletest", "skip"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and "host-cpu-onnxruntime" in out.stderr

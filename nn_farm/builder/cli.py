@@ -182,6 +182,15 @@ def _cmd_build(args) -> int:
     if not ws.configs_dir.is_dir():
         create_workspace(ws.root, backend=args.backend or DEFAULT_BACKEND)
         print(f"created workspace {ws.root} for backend {args.backend or DEFAULT_BACKEND}")
+    elif args.backend:
+        from nn_farm.builder.config import ConfigManager
+        from nn_farm.errors import ConfigError
+
+        own = ConfigManager().init(ws.root).get("BACKEND", "backend")
+        if own != args.backend:
+            # Its kernel files and measurements belong to its own backend.
+            raise ConfigError(f"workspace {ws.root} is for backend {own!r}, not {args.backend!r}; "
+                              f"use another workspace (or drop --backend)", key="--backend")
     result = build_latency_predictor(
         args.backend, workspace=ws.root, kernels=args.kernels, devices=args.devices,
         ray_address=None, name=args.name, version=args.version, register=not args.no_register,
