@@ -65,6 +65,31 @@ def test_topological_order_puts_every_node_after_its_inbounds(resnet_ir):
     assert g.number_of_nodes() == len(resnet_ir)
 
 
+def test_detection_finds_and_caches_the_same_topological_order(resnet_ir):
+    from nn_farm.predictor.kernels import detect_kernels
+
+    fresh = IRGraph.from_json(json.loads(json.dumps(resnet_ir.nodes)))
+    assert fresh.cached_topological_order() is None
+    detect_kernels(fresh)  # runs its own Kahn pass on a graph with no order yet
+    assert fresh.cached_topological_order() == resnet_ir.topological_order()
+    fresh.add_node("extra", "Relu", [[1, 1]], [[1, 1]], {}, [])
+    assert fresh.cached_topological_order() is None  # grown: stale
+
+
+def test_detection_on_a_fresh_graph_reports_a_dangling_outbound_or_a_cycle():
+    from nn_farm.predictor.kernels import detect_kernels
+
+    d = json.loads(NNMETER_IR.read_text())
+    d["conv1/Relu6"]["outbounds"].append("ghost/op")
+    with pytest.raises(IRError, match=r"conv1/Relu6.*ghost/op"):
+        detect_kernels(IRGraph.from_json(d))
+    d = json.loads(NNMETER_IR.read_text())
+    d["conv1/Relu6"]["outbounds"].append("input_im_0")
+    d["input_im_0"]["inbounds"].append("conv1/Relu6")
+    with pytest.raises(IRError, match="cycle"):
+        detect_kernels(IRGraph.from_json(d))
+
+
 def test_dangling_inbound_names_node_and_missing_name():
     d = json.loads(NNMETER_IR.read_text())
     d["fc/MatMul"]["inbounds"] = ["gap/Reshape", "ghost/op"]

@@ -46,6 +46,7 @@ _OTHER, _CONV, _ONE, _TWO, _SPLIT = range(5)
 # block op tuple -> (kernel op name, _OTHER.._SPLIT); a handful of entries per model zoo
 _BLOCK_INFO: dict[tuple[str, ...], tuple[str, int]] = {}
 
+
 def detect_kernels(ir: IRGraph, fusion_rules: FusionRules | dict | str | None = None,
                    *, connections: bool = True) -> list[dict]:
     """Split an IR graph into kernels by a backend's fusion rules.
@@ -121,6 +122,7 @@ def _basic_blocks(g: WorkGraph, rules: FusionRules):
 
 
 def _block_info(types: tuple[str, ...]) -> tuple[str, int]:
+    """(nn-Meter's kernel name, what the first op needs) for a block's op tuple, cached."""
     info = _BLOCK_INFO.get(types)
     if info is None:
         joined = "-".join(types)
