@@ -53,9 +53,9 @@ class WorkGraph:
     each (possibly contracted) node stands for. The IR graph itself is not touched.
 
     Built in one pass over the topological order (found in the same pass when the
-    IR has none cached). The edge lists start out as the
-    IR's own lists (no per-node copies: a NAS batch builds thousands of these) and
-    are *replaced*, never edited in place, when a node is bypassed or contracted.
+    IR has none cached). The edge lists start out as the IR's own lists (no
+    per-node copies: a NAS batch builds thousands of these) and are *replaced*,
+    never edited in place, when a node is bypassed or contracted.
     ``members`` lists only contracted nodes; every other node stands for itself.
 
     Args:
@@ -65,7 +65,7 @@ class WorkGraph:
             depend on attributes or shapes (looked up first; ``canonical_op`` decides
             the rest).
         anchors: ops whose nodes are indexed in ``by_op`` (the first ops of patterns,
-            and the ops that get bypassed).
+            pads, and the ops that get bypassed).
     """
 
     __slots__ = ("nodes", "op", "ins", "outs", "members", "order", "by_op", "removed")
