@@ -50,7 +50,6 @@ def _workspace(path: pathlib.Path, kernels, scale: float, iteration: int | None,
         from nn_farm.builder.config import budget_for
 
         base = budget_for(name)
-        entry.setdefault("INIT_SAMPLE_NUM", base.init_sample_num)
         entry["INIT_SAMPLE_NUM"] = max(5, int(round(base.init_sample_num * scale)))
         entry.setdefault("FINEGRAINED_SAMPLE_NUM", base.finegrained_sample_num)
         entry.setdefault("ERROR_THRESHOLD", base.error_threshold)

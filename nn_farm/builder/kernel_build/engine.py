@@ -313,7 +313,6 @@ def run_rounds(workspace, backend, plans: list[KernelPlan], *, mark: str = "",
         directory.mkdir(parents=True, exist_ok=True)
     state = BuildState(ws.results_dir)
     result = BuildResult(workspace=ws.root)
-    by_name = {p.kernel_type: p for p in plans}
     pool: dict[str, dict] = {p.kernel_type: {} for p in plans}  # kernel -> id -> record with latency
     max_rounds = max((p.iteration for p in plans), default=0)
     for p in plans:
@@ -324,8 +323,6 @@ def run_rounds(workspace, backend, plans: list[KernelPlan], *, mark: str = "",
     for round_no in range(1, max_rounds + 1):
         active = [p for p in plans if round_no <= p.iteration and not state.kernel(p.kernel_type).done
                   and state.kernel(p.kernel_type).rounds_done < round_no]
-        # Kernels whose round is recorded but whose data is needed later (resume) are
-        # re-read from the store in the same run: it costs a lookup per kernel.
         if not active:
             continue
         records, new_counts = {}, {}
