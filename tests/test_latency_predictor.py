@@ -175,6 +175,9 @@ def test_a_real_onnx_model_predicts_the_same_through_every_entry_point(fixture_p
     assert fixture_predictor.predict(json_copy(ir.to_json()), "nnmeter-ir") == from_file
     assert fixture_predictor.predict(units, "kernels") == from_file
     assert fixture_predictor.predict_many([str(TINY_ONNX)] * 3, "onnx") == [from_file] * 3
+    # the NAS path: IR graphs (and IR dicts) straight to detection
+    assert fixture_predictor.predict_many([ir, json_copy(ir.to_json()), ir], "nnmeter-ir") == \
+        [from_file] * 3
     assert from_file > 0
 
 

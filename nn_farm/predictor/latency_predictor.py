@@ -192,7 +192,15 @@ class LatencyPredictor:
             UnknownKernelError: with ``on_unknown="raise"``, a kernel cannot be priced.
         """
         with _gc_paused():
-            unit_lists = [self._units(m, model_type, input_shape, False) for m in models]
+            if model_type == "nnmeter-ir":  # the NAS loop: IR graphs straight to detection
+                from nn_farm.predictor.ir import IRGraph
+                from nn_farm.predictor.kernels import detect_kernels
+
+                rules = self.fusion_rules()
+                unit_lists = [detect_kernels(m, rules, connections=False) if type(m) is IRGraph
+                              else self._units(m, model_type, input_shape, False) for m in models]
+            else:
+                unit_lists = [self._units(m, model_type, input_shape, False) for m in models]
             totals, _, unknown = self._evaluate(unit_lists, keep_detail=False)
             # freed while the collector still sleeps: otherwise its first run after
             # waking walks every kernel dict of the batch (a tenth of the batch time)

@@ -91,11 +91,12 @@ def _basic_blocks(g: WorkGraph, rules: FusionRules):
     memo = rules.fusible_memo  # (ops so far, next op) -> bool, memoised per rules
     answers = rules.fusible_answers  # the memo's dict, read inline (most questions are repeats)
     single_consumer = rules.mon == 0
-    for n in g.live_order():
+    get_op = op.get
+    for n in g.order:  # the live order, filtered here rather than in a pass of its own
         if n in owner:
             continue
-        t = op[n]
-        if t in NO_KERNEL:  # a graph input: no work
+        t = get_op(n)
+        if t is None or t in NO_KERNEL:  # gone (bypassed, contracted), or a graph input
             continue
         index = len(blocks)
         owner[n] = index
