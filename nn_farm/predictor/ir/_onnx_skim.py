@@ -98,11 +98,13 @@ def _skim_tensor(buf, start: int, end: int) -> bytes:
 
 def _skim_graph(buf, start: int, end: int) -> bytes:
     out = bytearray()
+    run = start  # the fields since the last skimmed initializer are copied in one piece
     for field, wt, fstart, pstart, pend in _fields(buf, start, end):
-        if field == 5 and wt == 2:  # initializer
+        if field == 5 and wt == 2 and pend - pstart > MAX_KEPT_PAYLOAD:  # a big initializer
+            out += buf[run:fstart]
             out += _encode_len(5, _skim_tensor(buf, pstart, pend))
-        else:
-            out += buf[fstart:pend]
+            run = pend
+    out += buf[run:end]
     return bytes(out)
 
 
