@@ -186,7 +186,7 @@ class _Walker:
         self.source = source
         self.onnx = onnx
         self.shapes: dict[str, list] = {}
-        self.consts: dict[str, object] = {}  # Constant nodes' output -> TensorProto
+        self.consts: dict[str, int] = {}  # Constant node output -> node index
         self.producer: dict[str, str] = {}  # data tensor -> IR node name
         self.alias: dict[str, str] = {}  # pass-through output -> its input
         self.ir = IRGraph()
@@ -225,8 +225,12 @@ class _Walker:
 
     def _const_value(self, name: str):
         """Python list/scalar of a small constant tensor, or None."""
-        t = self.consts.get(name)  # Constant nodes
-        if t is None:
+        idx = self.consts.get(name)  # a Constant node's output?
+        if idx is not None:
+            t = next((a.t for a in self.nodes[idx].attribute if a.name == "value"), None)
+            if t is None:
+                return None
+        else:
             t = self._inits.get(name)
             if t is None or not (t.raw_data or t.int64_data or t.float_data or t.int32_data):
                 return None
@@ -263,9 +267,7 @@ class _Walker:
         alias = self.alias
         for idx, (op, node_ins, node_outs) in enumerate(self.table):
             if op == "Constant":
-                for a in self.nodes[idx].attribute:
-                    if a.name == "value":
-                        self.consts[node_outs[0]] = a.t
+                self.consts[node_outs[0]] = idx  # its tensor is read if an op needs it
                 continue
             if data.isdisjoint(node_ins) and (not alias or alias.keys().isdisjoint(node_ins)):
                 continue  # constant folding territory: not an operator on the device
@@ -321,15 +323,16 @@ class _Walker:
         AT = self.onnx.AttributeProto
         attrs = {}
         for a in node.attribute:
-            if a.type == AT.INT:
+            t = a.type  # each protobuf field read costs: read it once
+            if t == AT.INT:
                 attrs[a.name] = a.i
-            elif a.type == AT.INTS:
+            elif t == AT.INTS:
                 attrs[a.name] = list(a.ints)
-            elif a.type == AT.FLOAT:
+            elif t == AT.FLOAT:
                 attrs[a.name] = a.f
-            elif a.type == AT.FLOATS:
+            elif t == AT.FLOATS:
                 attrs[a.name] = list(a.floats)
-            elif a.type == AT.STRING:
+            elif t == AT.STRING:
                 attrs[a.name] = a.s.decode(errors="replace")
         op = node.op_type
         if op == "Conv":
