@@ -156,7 +156,7 @@ def _register_build(subparsers) -> None:
         description="In a workspace (default ./nn-farm-demo; resumable), build a latency predictor "
                     "for this host's CPU (LiteRT, one thread), predict real keras.applications "
                     "models (weights=None, converted to .tflite), measure each on the same device "
-                    "through the farm, and print predicted vs measured with the +-10%% accuracy; "
+                    "through the farm, and print predicted vs measured with the +-10% accuracy; "
                     "writes report.json and scatter.png. `nn-farm runtimes` is the old runtime table.")
     d.add_argument("--workspace", default="nn-farm-demo", metavar="DIR", help="workspace (default ./nn-farm-demo)")
     d.add_argument("--models", nargs="+", metavar="NAME", help="keras.applications names to check")
