@@ -62,7 +62,8 @@ def detect_kernels(ir: IRGraph, fusion_rules: FusionRules | dict | str | None = 
     Returns:
         Kernel dicts in topological order (see the module docstring). Ops that are
         not understood become kernels named after their own type, so a predictor
-        can report them rather than count them as 0 ms. The shape lists are the
+        can report them rather than count them as 0 ms. The shape lists, and
+        ``ks`` / ``strides`` where the IR has them as ``[h, w]`` lists, are the
         IR's own (not copied, for speed): copy before mutating them.
 
     Raises:
@@ -152,8 +153,9 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], block_types:
             members = [m for n in block for m in members_of(n)]
         head = nodes[members[0]]["attr"]
         tail = head if len(members) == 1 else nodes[members[-1]]["attr"]
-        # nn-Meter IR lists scalars as []
-        inputs = [shape for shape in head.get("input_shape") or () if shape]
+        inputs = head.get("input_shape") or []
+        if type(inputs) is not list or not all(inputs):
+            inputs = [shape for shape in inputs if shape]  # nn-Meter IR lists scalars as []
         if kind == _ONE:
             inputs = inputs[:1]  # x only, not the constant of "x + 3" (as nn-Meter does)
         elif kind == _TWO and len(inputs) == 1:
@@ -174,11 +176,18 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], block_types:
             main = nodes[block[0]]["attr"]["attr"]
             ks = (main.get("kernel_shape") or main.get("ks") or main.get("ksize")
                   or (main.get("weight_shape") or [None, None])[:2])
-            ks = list(ks[1:3] if len(ks) == 4 else ks)  # [h, w], also from TF's [1, h, w, 1]
+            if len(ks) == 4:
+                ks = list(ks[1:3])  # [h, w] from TF's [1, h, w, 1]
+            elif type(ks) is not list:
+                ks = list(ks)
             if ks and ks[0] is not None:
                 kernel["ks"] = ks
-            strides = main.get("strides") or (1, 1)
-            kernel["strides"] = list(strides[1:3] if len(strides) == 4 else strides)
+            strides = main.get("strides") or [1, 1]
+            if len(strides) == 4:
+                strides = list(strides[1:3])
+            elif type(strides) is not list:
+                strides = list(strides)
+            kernel["strides"] = strides
         elif kind == _SPLIT:
             main = nodes[block[0]]["attr"]["attr"]
             if "split_dim" in main:
