@@ -166,12 +166,6 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], block_types:
             # [n, c] (keepdims=False, or a Flatten absorbed) is the same kernel as
             # [n, 1, 1, c]: report one form so every converter's model agrees
             outputs = [[outputs[0][0], 1, 1, outputs[0][1]]]
-        if connections:
-            name = f"{';'.join(members)}#{op}#{index}"
-            names.append(name)
-            kernel = {"op": op, "name": name, "input_tensors": inputs, "output_tensors": outputs}
-        else:
-            kernel = {"op": op, "input_tensors": inputs, "output_tensors": outputs}
         if kind == _CONV:
             main = nodes[block[0]]["attr"]["attr"]
             ks = (main.get("kernel_shape") or main.get("ks") or main.get("ksize")
@@ -180,13 +174,37 @@ def _to_kernels(ir: IRGraph, g: WorkGraph, blocks: list[list[str]], block_types:
                 ks = list(ks[1:3])  # [h, w] from TF's [1, h, w, 1]
             elif type(ks) is not list:
                 ks = list(ks)
-            if ks and ks[0] is not None:
-                kernel["ks"] = ks
             strides = main.get("strides") or [1, 1]
             if len(strides) == 4:
                 strides = list(strides[1:3])
             elif type(strides) is not list:
                 strides = list(strides)
+            first = inputs[0] if inputs else None
+            out0 = outputs[0] if outputs else None
+            if ks and ks[0] is not None and first and len(first) == 4 and out0:
+                # the usual conv / pool kernel, built in one go (no dict growing on the way);
+                # the same fields, in the same order, as the general path below
+                if connections:
+                    name = f"{';'.join(members)}#{op}#{index}"
+                    names.append(name)
+                    kernel = {"op": op, "name": name, "input_tensors": inputs, "output_tensors": outputs,
+                              "ks": ks, "strides": strides, "inputh": first[1], "inputw": first[2],
+                              "cin": first[-1], "cout": out0[-1]}
+                else:
+                    kernel = {"op": op, "input_tensors": inputs, "output_tensors": outputs,
+                              "ks": ks, "strides": strides, "inputh": first[1], "inputw": first[2],
+                              "cin": first[-1], "cout": out0[-1]}
+                kernels.append(kernel)
+                continue
+        if connections:
+            name = f"{';'.join(members)}#{op}#{index}"
+            names.append(name)
+            kernel = {"op": op, "name": name, "input_tensors": inputs, "output_tensors": outputs}
+        else:
+            kernel = {"op": op, "input_tensors": inputs, "output_tensors": outputs}
+        if kind == _CONV:
+            if ks and ks[0] is not None:
+                kernel["ks"] = ks
             kernel["strides"] = strides
         elif kind == _SPLIT:
             main = nodes[block[0]]["attr"]["attr"]
