@@ -64,3 +64,17 @@ def test_demo_command_builds_predicts_and_reports(tmp_path):
                            env=dict(os.environ, NN_FARM_HOME=str(tmp_path / "home")))
     assert again.returncode == 0, again.stderr[-4000:]
     assert json.loads((ws / "main_job" / "report.json").read_text())["build"]["measured"] == 0
+
+
+def test_the_demo_workspace_gets_a_short_speed_gate(tmp_path):
+    from nn_farm.builder.config import ConfigManager
+    from nn_farm.builder.main_job import DEMO_POLICY, _apply_policy
+    from nn_farm.builder.workspace import create_workspace
+    from nn_farm.farm.policy import MeasurePolicy
+
+    ws = create_workspace(tmp_path / "ws", backend="host-cpu-litert")
+    _apply_policy(ws)
+    policy = ConfigManager().init(ws.root).get("POLICY", "backend")
+    assert policy == DEMO_POLICY
+    gate = MeasurePolicy.from_dict(policy).speed_gate
+    assert gate.calm_wait_s == 3.0 and gate.max_attempts == 2
