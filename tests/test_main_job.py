@@ -77,4 +77,4 @@ def test_the_demo_workspace_gets_a_short_speed_gate(tmp_path):
     policy = ConfigManager().init(ws.root).get("POLICY", "backend")
     assert policy == DEMO_POLICY
     gate = MeasurePolicy.from_dict(policy).speed_gate
-    assert gate.calm_wait_s == 3.0 and gate.max_attempts == 2
+    assert gate.calm_wait_s == 1.0 and gate.max_attempts == 2 and gate.tolerance == 0.10

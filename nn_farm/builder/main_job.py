@@ -121,11 +121,12 @@ def _apply_budget(ws, budget: str) -> None:
     ws.predbuild_config.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-# The demo's measurement policy: the farm default with a shorter speed gate. With the
-# default gate (15 s calm waits, 4 attempts) a 390-kernel build here spent 60% of its
-# device time waiting for a calm core (316 of 529 s, load 2-7): too much for a
-# 20-minute job. Kernels measured in a slow spell are kept and marked as such.
-DEMO_POLICY = {"speed_gate": {"calm_wait_s": 3.0, "max_attempts": 2}}
+# The demo's measurement policy: the farm default with a short, looser speed gate.
+# With the default gate (15 s calm waits, 4 attempts, 5% tolerance) a build here spent
+# 60% of its device time waiting for a calm core (316 of 529 s, load 2-7); with 3 s
+# waits and 2 attempts still 80% (230 of 289 s, load 1.5-3): this shared VM is seldom
+# within 5% of its best probe. Kernels measured in a slow spell are kept and marked so.
+DEMO_POLICY = {"speed_gate": {"calm_wait_s": 1.0, "max_attempts": 2, "tolerance": 0.10}}
 
 
 def _apply_policy(ws) -> None:
