@@ -161,8 +161,8 @@ def _register_build(subparsers) -> None:
     d.add_argument("--workspace", default="nn-farm-demo", metavar="DIR", help="workspace (default ./nn-farm-demo)")
     d.add_argument("--models", nargs="+", metavar="NAME", help="keras.applications names to check")
     d.add_argument("--budget", choices=("default", "config", "small", "tiny"), default="default",
-                   help="kernel sampling budget of a new workspace: default (the whole job in about 18 min "
-                        "on a quiet 2-core host), config (the build config's defaults, about 21 min), "
+                   help="kernel sampling budget of a new workspace: default (the whole job estimated at 20 "
+                        "min on a quiet 2-core host), config (the build config's defaults, about 30 min), "
                         "small, tiny")
     d.add_argument("--ruletest", choices=("auto", "run", "skip"), default="auto",
                    help="fusion rules: auto = run the rule test unless the workspace has detected rules")

@@ -28,11 +28,11 @@ __all__ = ["BUDGETS", "run_main_job", "estimate_minutes", "write_scatter", "accu
 
 # Kernel budgets: (conv-bn-relu, dwconv-bn-relu, every other kernel) initial samples,
 # FINEGRAINED_SAMPLE_NUM, ITERATION. "config" keeps the workspace config's defaults
-# (nn_farm.builder.config.BUDGET_DEFAULTS: 920 kernels in round 1, about 25 min here).
+# (nn_farm.builder.config.BUDGET_DEFAULTS: 920 kernels in round 1, about 30 min here).
 # "default" is sized to finish the whole main job in 20 minutes on a quiet 2-core host
-# (see estimate_minutes): 736 kernels in round 1 plus one adaptive round.
+# (see estimate_minutes): 426 kernels in round 1 plus one adaptive round.
 BUDGETS = {
-    "default": ((240, 160, 24), 5, 2),
+    "default": ((130, 100, 14), 5, 2),
     "config": None,
     "small": ((100, 80, 15), 5, 2),
     "tiny": ((12, 10, 5), 2, 2),
@@ -45,13 +45,15 @@ BUDGETS = {
 # - measuring one kernel: 0.6-2.5 device-seconds, of which 0.3-2.2 s was the speed
 #   gate waiting for a calm core; without that wait 0.5-0.7 s (warm-up, 0.3 s of runs);
 # - conversion (Ray tasks) and measurement (the pinned device core) overlap on the two
-#   cores, so one kernel costs about 0.7 s of wall time;
+#   cores; with DEMO_POLICY a 390-kernel round took 1.36 device-seconds per kernel at
+#   load 1.5-2.7 (59% of it the speed gate's calm waits), so 1.0 s per kernel is
+#   assumed for a quiet host;
 # - the rule test: 243 test-case models, 447 measurements with its re-measurement rounds
 #   (22.7 min at load 13 here);
 # - a keras.applications model: about 15 CPU-seconds to build and convert (40-50 s
 #   wall under that load), a few seconds to measure;
 # - Ray start and the workers' tensorflow import: about 30 s.
-KERNEL_WALL_S = 0.7
+KERNEL_WALL_S = 1.0
 RULETEST_MODELS = 450
 MODEL_WALL_S = 15.0
 STARTUP_S = 30.0
@@ -157,7 +159,7 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
         workspace: the workspace (created with ``host-cpu-litert`` if it has no configs).
         models: keras.applications names (default :data:`~nn_farm.builder.zoo_models.DEMO_MODELS`).
         budget: a key of :data:`BUDGETS`, applied when the workspace is created.
-            The default one finishes in about 18 minutes on a quiet 2-core host.
+            The default one is estimated at 20 minutes on a quiet 2-core host.
         ruletest: see :func:`nn_farm.builder.kernel_builder.detected_fusion_rules`.
         progress: progress bars.
         out: where the table goes.
