@@ -123,6 +123,32 @@ def test_generator_jobs_run_as_ray_tasks_and_failures_are_data(farm_cluster, tmp
     assert all(r.skipped for r in again)
 
 
+def test_one_model_under_many_names_is_measured_once_per_call(farm_cluster, tmp_path):
+    """Test cases share models (a rule test's relu, say): each model is measured once
+    and every job naming it gets that measurement, as a rerun would find it stored."""
+    models = tiny_onnx_models(tmp_path / "models", 3)
+    copies = []
+    for i in range(4):
+        copy = tmp_path / "models" / f"copy{i}.onnx"
+        copy.write_bytes(models[0].read_bytes())
+        copies.append(copy)
+    gens = [Job(name=f"gen-same{i}", generate=_Gen(7), format="onnx") for i in range(3)]
+    a, b = farm_cluster.agents.values()
+    before = _measurements(a) + _measurements(b)
+    with Farm(_config(farm_cluster, tmp_path / "r.db"), progress=False, calibrate=False) as farm:
+        results = farm.profile(models + copies + gens, device_class=CLASS, policy=FAST)
+        again = farm.profile(models + copies + gens, device_class=CLASS, policy=FAST)
+
+    assert all(r.ok for r in results) and len(results) == 10
+    assert _measurements(a) + _measurements(b) - before == 4  # three files and one generated model
+    first = {r.job_name: r for r in results}
+    same = [first[m.name] for m in models[:1] + copies]
+    assert len({r.measurement.started_unix_s for r in same}) == 1
+    assert [r.skipped for r in same] == [False, True, True, True, True]
+    assert len({tuple(first[j.name].measurement.samples_ms) for j in gens}) == 1
+    assert [r.measurement.samples_ms for r in again] == [r.measurement.samples_ms for r in results]
+
+
 def test_cli_profiles_a_directory_then_shows_status(farm_cluster, tmp_path):
     import json
 

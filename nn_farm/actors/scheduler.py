@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
 from nn_farm import errors
@@ -343,6 +343,10 @@ class _Run:
         self.measured = 0
         self.calibrating: set[str] = set()
         self.owner: dict[Any, FarmDevice] = {}  # in-flight batch -> its device
+        # One measurement per model per call: jobs whose model another job of this
+        # call already measures wait for its result, as a rerun would find it stored.
+        self.leader: dict[str, int] = {}  # digest -> the job that measures it
+        self.followers: dict[int, list[int]] = collections.defaultdict(list)
         self.gen_limit = 4
         now = time.perf_counter()
         for d in self.devices:
@@ -381,7 +385,7 @@ class _Run:
                     # Nothing in flight, nothing finished, yet jobs remain: a bug, not a state to spin in.
                     raise RuntimeError(f"scheduler stalled with {len(self.jobs) - self.finished} job(s) left "
                                        f"(ready {len(self.ready)}, retry {len(self.retry)})")
-                for index, result in out:
+                for index, result in self._with_followers(out):
                     self.finished += 1
                     bar.update(1)
                     yield index, result
@@ -392,6 +396,21 @@ class _Run:
         finally:
             bar.set_postfix_str(self._throughput(), refresh=False)
             bar.close()
+
+    def _with_followers(self, out: list) -> Iterator[tuple[int, JobResult]]:
+        for index, result in out:
+            yield index, result
+            for f in self.followers.pop(index, ()):
+                job = self.states[f].job
+                yield f, replace(result, job_name=job.name, group=job.group, skipped=True)
+
+    def _enqueue(self, index: int) -> None:
+        leader = self.leader.setdefault(self.states[index].digest, index)
+        if leader == index:
+            self.ready.append(index)
+        else:
+            self.states[index].data_ref = None
+            self.followers[leader].append(index)
 
     def _has_work(self) -> bool:
         return bool(self.ready or self.retry or self.generating or self.next_job < len(self.jobs))
@@ -436,7 +455,7 @@ class _Run:
             # Small models ride inline in the actor call; big ones go through the
             # object store once and are fetched only by an actor whose agent lacks them.
             st.data_ref = data if len(data) <= _INLINE_BYTES else ray.put(data)
-            self.ready.append(index)
+            self._enqueue(index)
 
     def _skip_if_done(self, index: int, digest: str, out: list) -> bool:
         st = self.states[index]
@@ -479,7 +498,7 @@ class _Run:
         st.format = fmt or st.job.format
         self.store.remember_name(st.job.name, self.device_class, self.phash, digest)
         if not self._skip_if_done(index, digest, out):
-            self.ready.append(index)
+            self._enqueue(index)
 
     # -- dispatching -----------------------------------------------------
     def _batch_size(self, device: FarmDevice, alive: int) -> int:
