@@ -28,18 +28,16 @@ from pathlib import Path
 from nn_farm.builder import config as cfg
 from nn_farm.builder.ruletest import io
 from nn_farm.builder.ruletest.cases import load_testcases
-from nn_farm.builder.ruletest.detect import Verdict, analyze, estimate
+from nn_farm.builder.ruletest.detect import CONFIDENCE_REQUIRED, Verdict, analyze, estimate
 from nn_farm.builder.ruletest.generate import testcase_jobs
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RuleTestReport", "ruletest", "run_ruletest", "remeasure_policy",
-           "MAX_ROUNDS", "Z_REQUIRED"]
+           "MAX_ROUNDS", "CONFIDENCE_REQUIRED"]
 
 #: Re-measurement rounds at most for a pair whose verdict the noise leaves open.
 MAX_ROUNDS = 2
-#: |margin| / uncertainty a verdict needs to count as settled (2 ~ 97.7% confidence).
-Z_REQUIRED = 2.0
 
 
 @dataclass
@@ -66,9 +64,9 @@ class RuleTestReport:
     wall_s: float
     files: dict[str, str] = field(default_factory=dict)
 
-    def uncertain(self, z: float = Z_REQUIRED) -> list[str]:
-        """Test cases whose verdict stayed below ``z`` after re-measuring."""
-        return [n for n, v in self.verdicts.items() if v.obey is not None and not v.note and v.z < z]
+    def uncertain(self, confidence: float = CONFIDENCE_REQUIRED) -> list[str]:
+        """Test cases whose verdict stayed below ``confidence`` after re-measuring."""
+        return _open(self.verdicts, confidence)
 
 
 def remeasure_policy(base, round_: int):
@@ -94,7 +92,7 @@ def _profile(backend, jobs, policy, tally) -> list:
 
 def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progress: bool = True,
              ray_address: str | None = None, max_rounds: int = MAX_ROUNDS,
-             z_required: float = Z_REQUIRED) -> RuleTestReport:
+             confidence_required: float = CONFIDENCE_REQUIRED) -> RuleTestReport:
     """Run the fusion rule test of a workspace on its backend.
 
     Args:
@@ -104,7 +102,7 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
         progress: show progress bars.
         ray_address: the Ray cluster to join (default: RAY_ADDRESS, else a local Ray).
         max_rounds: re-measurement rounds at most per uncertain test case.
-        z_required: the confidence (in sigmas) a verdict needs to be left alone.
+        confidence_required: the confidence a verdict needs to be left alone.
 
     Returns:
         A :class:`RuleTestReport`; the three files are written under
@@ -158,8 +156,7 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
         remeasured: dict[str, int] = {}
         for round_ in range(1, max_rounds + 1):
             verdicts = analyze(testcases, _estimates(measurements), config["EMP_ALPHA"], errors=errors)
-            open_cases = [n for n, v in verdicts.items()
-                          if v.obey is not None and not v.note and v.z < z_required]
+            open_cases = _open(verdicts, confidence_required)
             if not open_cases:
                 break
             log.info("re-measuring %d test case(s) within the noise (round %d): %s",
@@ -186,6 +183,10 @@ def run_ruletest(workspace: str | os.PathLike, *, devices: int | None = None, pr
                  ray_address: str | None = None) -> dict:
     """Run the rule test (see :func:`ruletest`) and return the detected rules dict."""
     return ruletest(workspace, devices=devices, progress=progress, ray_address=ray_address).rules
+
+
+def _open(verdicts: dict[str, Verdict], confidence: float) -> list[str]:
+    return [n for n, v in verdicts.items() if v.obey is not None and not v.note and v.confidence < confidence]
 
 
 def _estimates(measurements) -> dict[str, dict]:
