@@ -197,6 +197,12 @@ def test_mon_rule_decides_fusion_across_a_fanout():
         ["conv", "relu", "add"]
     assert [k["op"] for k in detect_kernels(ir, {"BF_conv_relu": {"obey": True}, "MON": {"obey": 1}})] == \
         ["conv-relu", "add"]
+    # the rule tester writes MON's winning case; its file is read as is
+    assert [k["op"] for k in detect_kernels(ir, {"BF_conv_relu": {"obey": True}, "MON": {"obey": "case2"}})] == \
+        ["conv-relu", "add"]
+    assert load_fusion_rules({"MON": {"obey": "case1"}}).mon == 0
+    with pytest.raises(ConfigError, match="MON.*case9"):
+        load_fusion_rules({"MON": {"obey": "case9"}})
 
 
 def test_rules_file_and_bad_rules(tmp_path):

@@ -475,21 +475,17 @@ def detected_fusion_rules(workspace, *, ruletest: str = "auto", devices: int | N
     return None, "default rules (rule test not run)"
 
 
-# MON's winning case -> the predictor's MON value: case1 (the branching op runs alone)
-# means no fusion across an op with several consumers (0); case2 and case3 fuse it
-# with a consumer (1).
-_MON_CASES = {"case1": 0, "case2": 1, "case3": 1}
-
-
 def _predictor_rules(rules):
-    """The rule tester's verdicts as the predictor reads them (MON as 0/1, not a case name)."""
+    """The rule tester's verdicts with MON as 0/1 (the predictor reads either; older nn-Meter tools read 0/1)."""
     if not rules or "MON" not in rules:
         return rules
     rules = {k: dict(v) if isinstance(v, dict) else v for k, v in rules.items()}
     entry = rules["MON"]
     obey = entry.get("obey") if isinstance(entry, dict) else entry
     if isinstance(obey, str):
-        value = _MON_CASES.get(obey, 0)
+        from nn_farm.predictor.kernels.rules import mon_value
+
+        value = mon_value(obey)
         if isinstance(entry, dict):
             entry["obey"], entry["case"] = value, obey
         else:

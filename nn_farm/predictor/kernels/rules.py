@@ -46,6 +46,22 @@ DEFAULT_RULES: dict = {
 }
 
 
+#: MON's winning case (what the rule tester writes) -> the MON value: case1 (the
+#: branching op runs alone) means no fusion across an op with several consumers
+#: (0); case2 and case3 fuse it with a consumer (1).
+MON_CASES = {"case1": 0, "case2": 1, "case3": 1}
+
+
+def mon_value(obey, source: str = "<fusion rules>") -> int:
+    """MON's ``obey`` as 0/1, from a number or the rule tester's case name."""
+    if isinstance(obey, str):
+        if obey not in MON_CASES:
+            raise ConfigError(f"MON's obey must be 0, 1 or one of {sorted(MON_CASES)}, got {obey!r}",
+                              path=source, key="MON")
+        return MON_CASES[obey]
+    return int(obey or 0)
+
+
 def _canon(op: str) -> str:
     return ALIASES.get(op, op)
 
@@ -74,7 +90,7 @@ class FusionRules:
             if isinstance(value, dict) and "obey" not in value:
                 raise ConfigError("a rule needs an 'obey' value", path=source, key=key)
             if key == "MON":
-                self.mon = int(obey or 0)
+                self.mon = mon_value(obey, source)
             elif key.startswith("BF_"):
                 if obey is None:
                     continue  # rule tester could not decide: fall back to "not fusible"
