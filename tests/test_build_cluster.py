@@ -9,13 +9,11 @@ training run as tasks on it, and measurement on the embedded agent of the driver
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 
 import pytest
 import yaml
 
-from test_ruletest_cluster import VENV_BIN, ray_head  # noqa: F401  (the fixture)
+from test_ruletest_cluster import ray_head, submit_job  # noqa: F401  (the fixture)
 from nn_farm.builder.workspace import create_workspace
 
 
@@ -33,18 +31,9 @@ def test_ray_job_submit_runs_a_build_on_the_cluster(ray_head, tmp_path):  # noqa
     backend["POLICY"] = {"warmup_runs": 2, "min_runs": 10, "min_s": 0.05, "speed_gate": {"mode": "off"}}
     ws.backend_config.write_text(yaml.safe_dump(backend))
 
-    deadline = time.monotonic() + 120
-    while True:
-        job = subprocess.run(
-            [str(VENV_BIN / "ray"), "job", "submit", "--address", address, "--",
-             "nn-farm", "build", "--workspace", str(ws.root), "--ruletest", "skip", "--no-progress", "--json"],
-            env=env, capture_output=True, text=True, timeout=1200)
-        out = job.stdout + job.stderr
-        # The dashboard answers before its job agent is up; the submission is refused then.
-        if "No available agent" not in out or time.monotonic() > deadline:
-            break
-        time.sleep(3)
-    assert job.returncode == 0, out[-4000:]
+    code, out = submit_job(address, env, ["nn-farm", "build", "--workspace", str(ws.root), "--ruletest", "skip",
+                                          "--no-progress", "--json"], timeout=1200)
+    assert code == 0, out[-4000:]
     assert "Connecting to existing Ray cluster" in out, out[-4000:]  # joined, did not start its own
     summary = next(json.loads(line) for line in reversed(out.splitlines()) if line.startswith('{"workspace"'))
     assert set(summary["kernels"]) == {"conv-bn-relu", "relu"} and summary["measured"] >= 14

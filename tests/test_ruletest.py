@@ -7,16 +7,10 @@ that runs fewer ops than its two operators alone was fused.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
-import subprocess
-import sys
-import textwrap
 
 import pytest
-import yaml
 
 from nn_farm.builder.config import default_ruletest_config
 from nn_farm.builder.ruletest import detect, io

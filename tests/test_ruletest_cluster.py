@@ -86,6 +86,19 @@ def ray_head(tmp_path):
 
 
 @pytest.mark.slow
+def submit_job(address: str, env: dict, command: list[str], *, timeout: float) -> tuple[int, str]:
+    """``ray job submit`` a command; returns its exit code and output."""
+    deadline = time.monotonic() + 120
+    while True:
+        job = subprocess.run([str(VENV_BIN / "ray"), "job", "submit", "--address", address, "--", *command],
+                             env=env, capture_output=True, text=True, timeout=timeout)
+        out = job.stdout + job.stderr
+        # The dashboard answers before its job agent is up; the submission is refused then.
+        if "No available agent" not in out or time.monotonic() > deadline:
+            return job.returncode, out
+        time.sleep(3)
+
+
 def test_ray_job_submit_runs_the_rule_test_on_the_cluster(ray_head, tmp_path):
     address, env = ray_head
     ws = create_workspace(tmp_path / "ws", backend="host-cpu-litert")
@@ -93,18 +106,9 @@ def test_ray_job_submit_runs_the_rule_test_on_the_cluster(ray_head, tmp_path):
     config["BASIC_TESTCASES"], config["OTHER_TESTCASES"] = ["dwconv_relu", "dwconv_dwconv"], []
     ws.ruletest_config.write_text(yaml.safe_dump(config))
 
-    deadline = time.monotonic() + 120
-    while True:
-        job = subprocess.run(
-            [str(VENV_BIN / "ray"), "job", "submit", "--address", address, "--",
-             "nn-farm", "ruletest", "--workspace", str(ws.root), "--no-progress"],
-            env=env, capture_output=True, text=True, timeout=900)
-        out = job.stdout + job.stderr
-        # The dashboard answers before its job agent is up; the submission is refused then.
-        if "No available agent" not in out or time.monotonic() > deadline:
-            break
-        time.sleep(3)
-    assert job.returncode == 0, out[-4000:]
+    code, out = submit_job(address, env, ["nn-farm", "ruletest", "--workspace", str(ws.root), "--no-progress"],
+                           timeout=900)
+    assert code == 0, out[-4000:]
     assert "Connecting to existing Ray cluster" in out, out[-4000:]  # joined, did not start its own
     rules = json.loads((ws.fusion_rule_test / "detected_fusion_rule.json").read_text())
     assert rules["BF_dwconv_relu"]["obey"] is True

@@ -232,48 +232,15 @@ def _save_fit(fit, path: pathlib.Path) -> str:
     return str(path)
 
 
-def _fit(kernel_type: str, dataset: dict, options: dict):
-    from nn_farm.builder.training import fit_kernel
-
-    return fit_kernel(kernel_type, dataset["train_configs"], dataset["train_latency_ms"],
-                      dataset["test_configs"], dataset["test_latency_ms"], **options)
-
-
 def _train(datasets: dict, parallel: bool, progress: bool = True, **options) -> dict:
-    """Fit every kernel's dataset: one Ray task per kernel type when ``parallel``.
+    """Fit every kernel's dataset (one Ray task per kernel type when ``parallel``).
 
-    Each dataset carries its own train and test parts, because the held-out set is
-    fixed across rounds (``train_kernels`` splits by itself, so it cannot be used here).
+    Each dataset carries its own train and test parts: the held-out set is fixed
+    across rounds.
     """
-    from tqdm import tqdm
+    from nn_farm.builder.training import train_kernels
 
-    if not datasets:
-        return {}
-    out = {}
-    with tqdm(total=len(datasets), desc="training kernels", unit="kernel", disable=not progress) as bar:
-        if not parallel:
-            for kt, data in datasets.items():
-                out[kt] = _fit(kt, data, options)
-                bar.update()
-            return out
-        import ray
-
-        from nn_farm.actors.ray_init import init_ray
-        from nn_farm.errors import BuilderError
-
-        init_ray()
-        task = ray.remote(num_cpus=1, max_retries=1)(_fit)
-        pending = {task.remote(kt, data, options): kt for kt, data in datasets.items()}
-        refs = list(pending)
-        while refs:
-            done, refs = ray.wait(refs, num_returns=1)
-            kt = pending[done[0]]
-            try:
-                out[kt] = ray.get(done[0])
-            except ray.exceptions.RayTaskError as exc:
-                raise BuilderError(f"training the {kt} predictor failed: {exc.cause or exc}") from exc
-            bar.update()
-    return {kt: out[kt] for kt in datasets}
+    return train_kernels(datasets, parallel=parallel, progress=progress, **options)
 
 
 def _dataset(kernel_type, configs, latency, train_ids, test_ids, ids):
