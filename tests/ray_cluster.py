@@ -60,15 +60,18 @@ def local_cluster(worker_resources=("nnfarm_node_a", "nnfarm_node_b"), *, head_c
     Yields:
         A :class:`ClusterHandle`.
     """
+    import ray
+
     from nn_farm.actors.ray_init import ray_environment
 
+    if connect and ray.is_initialized():
+        ray.shutdown()  # a local Ray left by an earlier test (a build, say) would refuse the connect
     # Short path: Ray's unix sockets live under it (108-byte limit).
     tmpdir = tempfile.mkdtemp(prefix="nnfr-", dir="/tmp")
     saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray_environment(tmpdir)
-    import ray
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, connect=False,

@@ -188,7 +188,7 @@ def test_demo_profiles_every_runtime(capsys):
 
 
 @pytest.mark.slow
-def test_demo_command_as_a_newcomer_runs_it():
+def test_runtimes_command_as_a_newcomer_runs_it():
     out = subprocess.run([sys.executable, "-m", "nn_farm.cli", "runtimes"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert len(re.findall(r"\d+\.\d+ \+-\s+\d+\.\d+ ms", out.stdout)) == len(RUNTIME_NAMES), out.stdout
