@@ -6,7 +6,9 @@
     speed-up = wall(1) / wall(2)
     flips = test cases whose verdict differs between the two runs (two full runs:
             nothing is shared but the machine), also counted among verdicts both
-            runs call confident (>= 0.99, the tester's own bar)
+            runs call confident (>= 0.99, the tester's own bar), and, beside them,
+            the flips of the measurement's bare sign (nn-Meter's rule, before a
+            verdict inside the noise keeps its prior)
 
 Target (issue 5): no flips. The machine is shared and noisy: load averages are
 printed beside every figure. The full default test (79 pairs + MON) takes tens
@@ -54,12 +56,15 @@ def one_run(root: pathlib.Path, pairs: list[str], others: list[str], devices: in
     row = {"devices": devices, "wall_s": round(wall, 1), "models": report.models,
            "measurements": report.measured, "remeasured_cases": len(report.remeasured),
            "uncertain_after": report.uncertain(), "load_before": load_before, "load_after": _load(),
-           "rules": {n: {"obey": r["obey"], "confidence": r["confidence"],
+           "kept_prior": sorted(n for n, r in report.rules.items() if r.get("prior")),
+           "rules": {n: {"obey": r["obey"], "measured_obey": r.get("measured_obey", r["obey"]),
+                         "confidence": r["confidence"],
                          "z": (abs(r["margin_ms"]) / r["uncertainty_ms"]
                                if r.get("margin_ms") is not None and r.get("uncertainty_ms") else None)}
                      for n, r in report.rules.items()}}
     print(f"devices={devices}: {row['wall_s']} s, {row['models']} models, {row['measurements']} "
-          f"measurements, {row['remeasured_cases']} case(s) re-measured, load {load_before} -> "
+          f"measurements, {row['remeasured_cases']} case(s) re-measured, {len(row['kept_prior'])} kept "
+          f"their prior, load {load_before} -> "
           f"{row['load_after']}", flush=True)
     return row
 
@@ -119,6 +124,8 @@ def main() -> None:
         summary.update({
             "speedup": round(runs[0]["wall_s"] / runs[1]["wall_s"], 2),
             "flips": len(flips), "flipped": flips, "confident_flips": len(confident),
+            # what the bare sign of the margin (nn-Meter's rule, no prior) would have flipped
+            "measured_flips": sorted(n for n in a if n in b and a[n]["measured_obey"] != b[n]["measured_obey"]),
             "cases_compared": len(a),
             "low_confidence": sorted(n for n in a if min(a[n]["confidence"], b.get(n, a[n])["confidence"]) < CONFIDENT),
         })

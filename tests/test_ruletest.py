@@ -160,6 +160,31 @@ def test_confidence_has_heavy_tails():
     assert detect._confidence(0.0) == pytest.approx(0.5) and detect._confidence(math.inf) == 1.0
 
 
+def test_a_verdict_inside_the_noise_keeps_its_prior():
+    """Below the required confidence the sign is a coin toss between runs: the prior stands."""
+    def case(name):
+        return TestCase(name, BASIC, {"block": [[1]], "a": [[1]], "b": [[1]]}, {"ops": ["a", "b"]})
+
+    def est(t1, t2, tb):
+        return {"a": detect.estimate([_m(t1)]), "b": detect.estimate([_m(t2)]), "block": detect.estimate([_m(tb)])}
+
+    cases = [case("BF_conv_relu"), case("BF_relu_add"), case("BF_a_b")]
+    estimates = {"BF_conv_relu": est(1.0, 1.0, 1.52),   # leans "not fused"; the default rule says fused
+                 "BF_relu_add": est(1.0, 1.0, 1.48),    # leans "fused"; no default rule: not fused
+                 "BF_a_b": est(1.0, 1.0, 1.0)}          # clear: the measurement decides
+    verdicts = detect.analyze(cases, estimates, 0.5, required=0.99)
+    conv_relu, relu_add, clear = (verdicts[c.name] for c in cases)
+    assert conv_relu.prior and conv_relu.obey is True and conv_relu.measured is False
+    assert relu_add.prior and relu_add.obey is False and relu_add.measured is True
+    assert not clear.prior and clear.obey is True and clear.measured is None
+    assert conv_relu.confidence < 0.99 and clear.confidence > 0.99
+    rules = io.detected_rules(verdicts, {}, detail=False)
+    assert rules["BF_relu_add"] == {**rules["BF_relu_add"], "obey": False, "prior": True, "measured_obey": True}
+    assert "prior" not in rules["BF_a_b"]
+    # without a bar, every verdict takes the measurement's sign (nn-Meter's behaviour)
+    assert detect.analyze(cases, estimates, 0.5)["BF_relu_add"].obey is True
+
+
 def test_case_verdicts_and_unmet_dependencies():
     mon = load_testcases(_config([], ["MON"]), "tensorflow")
     est = {"BF_dwconv_relu": {"block": detect.estimate([_m(1.0)]), "dwconv": detect.estimate([_m(1.0)]),

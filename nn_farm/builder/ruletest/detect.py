@@ -28,10 +28,20 @@ more runs and pools the sessions (inverse-variance weights; sessions that
 disagree beyond their uncertainties widen the pooled one by Birge's ratio, and
 three or more such take their median instead of the mean, so one bad session
 cannot carry the verdict).
+
+A verdict that stays below the required confidence after those rounds does not
+take the measurement's lean: the margin is inside the noise, so its sign is a
+coin toss between runs, while either answer prices the same within that noise.
+It keeps a prior instead, the same for every run: nn-farm's default rule for the
+pair when it has one (BN and ReLU fold into the conv before them on every
+runtime we know), else "not fused" (nn-Meter's null: a fusion has to show its
+saving); a registered test case keeps its ``true_case``. ``prior`` says so, and
+``measured`` keeps the lean.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -51,6 +61,7 @@ __all__ = [
     "basic_verdict",
     "case_verdict",
     "analyze",
+    "prior_obey",
 ]
 
 #: Session-to-session drift floors, relative to the latency (see the module doc).
@@ -177,6 +188,8 @@ class Verdict:
             the right; others: the gap) and its uncertainty.
         latency: nn-Meter's latency strings (``block``, the models, ``ops``/cases).
         note: why a case was skipped or undecided.
+        prior: ``obey`` is the prior's, the measurement staying below the
+            required confidence; ``measured`` is what the measurement leaned to.
     """
 
     obey: Any
@@ -186,6 +199,8 @@ class Verdict:
     uncertainty_ms: float = float("nan")
     latency: dict | None = None
     note: str = ""
+    prior: bool = False
+    measured: Any = None
 
 
 def basic_verdict(case: TestCase, est: Mapping[str, Estimate], alpha: float) -> Verdict:
@@ -233,9 +248,18 @@ def case_verdict(case: TestCase, est: Mapping[str, Estimate]) -> Verdict:
     return Verdict(best, _confidence(z), z, gap, u, latency)
 
 
+def prior_obey(case: TestCase) -> Any:
+    """What a test case says when its measurement cannot tell (see the module doc)."""
+    if case.kind == BASIC:
+        from nn_farm.predictor.kernels.rules import DEFAULT_RULES
+
+        return bool(DEFAULT_RULES.get(case.name, {}).get("obey", False))
+    return case.true_case
+
+
 def analyze(testcases: Iterable[TestCase], estimates: Mapping[str, Mapping[str, Estimate]],
-            alpha: float, *, errors: Mapping[str, str] | None = None
-            ) -> dict[str, Verdict]:
+            alpha: float, *, errors: Mapping[str, str] | None = None,
+            required: float | None = None) -> dict[str, Verdict]:
     """Verdicts of every test case, in the given (dependency) order.
 
     A test case whose dependency came out other than expected is not tested
@@ -246,6 +270,8 @@ def analyze(testcases: Iterable[TestCase], estimates: Mapping[str, Mapping[str, 
         estimates: test case -> model key -> :class:`Estimate`.
         alpha: EMP_ALPHA.
         errors: test case -> why a model of it has no measurement.
+        required: the confidence a verdict needs to stand; one below it keeps
+            :func:`prior_obey` (None: every verdict takes the measurement's sign).
 
     Returns:
         test case name -> :class:`Verdict`.
@@ -264,8 +290,10 @@ def analyze(testcases: Iterable[TestCase], estimates: Mapping[str, Mapping[str, 
             dep, want = unmet[0]
             verdicts[case.name] = Verdict(False, verdicts[dep].confidence, verdicts[dep].z,
                                           note=f"dependency {dep} is not {want!r}")
-        elif case.kind == BASIC:
-            verdicts[case.name] = basic_verdict(case, estimates[case.name], alpha)
         else:
-            verdicts[case.name] = case_verdict(case, estimates[case.name])
+            v = (basic_verdict(case, estimates[case.name], alpha) if case.kind == BASIC
+                 else case_verdict(case, estimates[case.name]))
+            if required is not None and v.confidence < required:
+                v = dataclasses.replace(v, obey=prior_obey(case), prior=True, measured=v.obey)
+            verdicts[case.name] = v
     return verdicts

@@ -12,8 +12,9 @@
 
 nn-Meter reads only ``obey`` (and ``latency`` strings); nn-farm adds
 ``confidence`` (0.5..1), ``margin_ms``, ``uncertainty_ms`` and ``rounds`` (the
-measurements pooled) to each rule, and ``note`` when a case was skipped or
-undecided. Files are written atomically (temporary file, then rename).
+measurements pooled) to each rule, ``note`` when a case was skipped or
+undecided, and ``prior: true`` with ``measured_obey`` when the measurement stayed
+below the required confidence and ``obey`` is the prior's (see detect.py). Files are written atomically (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def detected_rules(verdicts: Mapping[str, Verdict], rounds: Mapping[str, int],
         entry["margin_ms"] = _number(v.margin_ms)
         entry["uncertainty_ms"] = _number(v.uncertainty_ms)
         entry["rounds"] = int(rounds.get(name, 0))
+        if v.prior:
+            entry["prior"] = True
+            entry["measured_obey"] = v.measured
         if v.note:
             entry["note"] = v.note
         out[name] = entry

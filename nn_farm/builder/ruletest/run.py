@@ -155,7 +155,8 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
         take(_profile(backend, current, backend.policy, tally), True)
         remeasured: dict[str, int] = {}
         for round_ in range(1, max_rounds + 1):
-            verdicts = analyze(testcases, _estimates(measurements), config["EMP_ALPHA"], errors=errors)
+            verdicts = analyze(testcases, _estimates(measurements), config["EMP_ALPHA"], errors=errors,
+                               required=confidence_required)
             open_cases = _open(verdicts, confidence_required)
             if not open_cases:
                 break
@@ -166,7 +167,8 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
             current = [_renamed(job, round_) for job in jobs if job.meta["testcase"] in open_cases]
             take(_profile(backend, current, remeasure_policy(backend.policy, round_), tally), False)
         estimates = _estimates(measurements)
-        verdicts = analyze(testcases, estimates, config["EMP_ALPHA"], errors=errors)
+        verdicts = analyze(testcases, estimates, config["EMP_ALPHA"], errors=errors,
+                           required=confidence_required)
 
     detail = bool(config.get("DETAIL", True))
     rounds = {name: 1 + remeasured.get(name, 0) for name in verdicts}
