@@ -7,6 +7,7 @@ that runs fewer ops than its two operators alone was fused.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -154,6 +155,18 @@ def test_a_slow_phase_inside_a_measurement_widens_its_uncertainty():
     assert detect.estimate([drifted]).u_ms > 1.5 * detect.estimate([mixed]).u_ms
 
 
+def test_a_session_in_a_slow_mode_is_uncertain_by_its_gap():
+    """Seen here: one reshape+concat block ran a whole session at 0.035 ms over a 0.019 ms
+    floor, and every other session at the floor; only the minimum showed it."""
+    slow_mode = Measurement(mean_ms=0.0346, trimmed_mean_ms=0.0346, median_ms=0.0346, min_ms=0.0192,
+                            std_ms=0.009, p10_ms=0.0340, p90_ms=0.0352, runs=1271, kept_runs=1271,
+                            speed_state="fast")
+    usual = dataclasses.replace(slow_mode, mean_ms=0.0196, trimmed_mean_ms=0.0196, median_ms=0.0195,
+                                min_ms=0.0190, p10_ms=0.0192, p90_ms=0.0200)
+    assert detect.estimate([slow_mode]).u_ms >= (0.0346 - 0.0192) / 2
+    assert detect.estimate([usual]).u_ms < 0.001  # 3% above its minimum: the drift floor only
+
+
 def test_confidence_has_heavy_tails():
     # |margin| = 3 u: a normal model says 99.87%; one bad session in a few dozen says otherwise.
     assert 0.95 < detect._confidence(3.0) < detect.CONFIDENCE_REQUIRED < detect._confidence(5.0)
@@ -183,6 +196,18 @@ def test_a_verdict_inside_the_noise_keeps_its_prior():
     assert "prior" not in rules["BF_a_b"]
     # without a bar, every verdict takes the measurement's sign (nn-Meter's behaviour)
     assert detect.analyze(cases, estimates, 0.5)["BF_relu_add"].obey is True
+
+
+def test_only_verdicts_more_sessions_could_settle_are_measured_again():
+    from nn_farm.builder.ruletest.run import _within_reach
+
+    deep = _basic(1.0, 1.0, 1.49)      # |margin| well inside the noise: z ~ 0.3
+    near = _basic(1.0, 1.0, 1.40)      # z ~ 2.7: three agreeing sessions would pass 99%
+    assert near.confidence < detect.CONFIDENCE_REQUIRED
+    assert not _within_reach(deep, detect.CONFIDENCE_REQUIRED, 2)
+    assert _within_reach(near, detect.CONFIDENCE_REQUIRED, 2)
+    assert not _within_reach(near, detect.CONFIDENCE_REQUIRED, 0)
+    assert detect._confidence(detect.z_for(0.99)) == pytest.approx(0.99)
 
 
 def test_case_verdicts_and_unmet_dependencies():

@@ -9,10 +9,12 @@ block's wins; the declared ``true_case`` wins ties (nn-Meter's test).
 
 Noise: every latency T comes with an uncertainty u(T) built from its measurement
 (see :func:`estimate`): the trimmed mean of the kept runs; its standard error,
-the larger of the i.i.d. one (from the p10-p90 width, robust to stalled runs)
-and the batch-means one (the spread of the means of ten consecutive stretches
-of runs, which shows a slow phase covering part of the measurement); plus a
-floor for drift between measurement sessions that no spread can show: 2% of T
+the largest of the i.i.d. one (from the p10-p90 width, robust to stalled runs),
+the batch-means one (the spread of the means of ten consecutive stretches of
+runs, which shows a slow phase covering part of the measurement) and half the
+median's gap above the minimum when that gap passes 25% (a whole session in a
+slow mode: memory-bound microsecond ops here ran some sessions at twice the
+floor that the next session found again); plus a floor for drift between measurement sessions that no spread can show: 2% of T
 when the speed gate kept only fast runs, the measured slow-down (at least 10%)
 when the gate gave up ("slow"), 8% when the runs were not gated. Those floors
 are what benchmarks/measure_stability.py shows for two passes over the same
@@ -62,6 +64,7 @@ __all__ = [
     "case_verdict",
     "analyze",
     "prior_obey",
+    "z_for",
 ]
 
 #: Session-to-session drift floors, relative to the latency (see the module doc).
@@ -74,6 +77,8 @@ TAIL_DOF = 3
 #: The confidence a verdict needs to be left alone (99% is |margin| >= 4.54 u).
 CONFIDENCE_REQUIRED = 0.99
 _BATCHES = 10
+#: A median this far above the session's minimum marks a slow-mode session (see _mode_gap).
+MODE_GAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def _one(m) -> Estimate:
     spread = std
     if math.isfinite(m.p10_ms) and math.isfinite(m.p90_ms):
         spread = (m.p90_ms - m.p10_ms) / _P10_P90_SIGMAS
-    sem = max(spread / math.sqrt(n), _batch_sem(m))
+    sem = max(spread / math.sqrt(n), _batch_sem(m), _mode_gap(m))
     if m.speed_state == "slow":
         floor = max(SLOW_REL, float(m.speed_factor) - 1.0)
     elif m.speed_state == "ungated":
@@ -116,6 +121,22 @@ def _one(m) -> Estimate:
         floor = DRIFT_REL
     u = math.hypot(sem, floor * center)
     return Estimate(center, std, u, n, 1, m.speed_state == "slow")
+
+
+def _mode_gap(m) -> float:
+    """Half the gap between median and minimum when a session ran in a slow mode.
+
+    A memory-bound microsecond op (a 400 KB reshape, a concat) can run a whole
+    session at up to twice its floor and the next one at the floor, on the same
+    core with the same bytes; the minimum stays put. A median more than
+    MODE_GAP above the session's own minimum is such a session: its centre is
+    uncertain by the gap. (0.0 otherwise.)
+    """
+    if not (math.isfinite(m.min_ms) and m.min_ms > 0 and math.isfinite(m.median_ms)):
+        return 0.0
+    if m.median_ms <= (1.0 + MODE_GAP) * m.min_ms:
+        return 0.0
+    return (m.median_ms - m.min_ms) / 2.0
 
 
 def _batch_sem(m) -> float:
@@ -164,6 +185,13 @@ def estimate(measurements: Sequence) -> Estimate:
 def latency_string(avg: float, std: float) -> str:
     """nn-Meter's ``"avg +- std"``."""
     return f"{avg} +- {std}"
+
+
+def z_for(confidence: float) -> float:
+    """The |margin| / u that gives ``confidence`` (inverse of the confidence model)."""
+    from scipy.stats import t
+
+    return float(t.ppf(confidence, TAIL_DOF))
 
 
 def _confidence(z: float) -> float:

@@ -2,7 +2,8 @@
 
     configs/ruletest_config.yaml --load_testcases--> test cases (dependency order)
         --testcase_jobs--> generator jobs --Farm.profile--> measurements (results.db)
-        --analyze--> verdicts; uncertain ones --> re-measured with 2x, 4x ... the runs
+        --analyze--> verdicts; uncertain ones that more sessions could settle
+        --> re-measured with 2x, 4x ... the runs; the rest keep their prior
         --> fusion_rule_test/{origin_testcases, profiled_results, detected_fusion_rule}.json
 
 Resumable: every measurement lands in ``<workspace>/results.db`` keyed by model
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from pathlib import Path
 from nn_farm.builder import config as cfg
 from nn_farm.builder.ruletest import io
 from nn_farm.builder.ruletest.cases import load_testcases
-from nn_farm.builder.ruletest.detect import CONFIDENCE_REQUIRED, Verdict, analyze, estimate
+from nn_farm.builder.ruletest.detect import CONFIDENCE_REQUIRED, Verdict, analyze, estimate, z_for
 from nn_farm.builder.ruletest.generate import testcase_jobs
 
 log = logging.getLogger(__name__)
@@ -157,7 +159,8 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
         for round_ in range(1, max_rounds + 1):
             verdicts = analyze(testcases, _estimates(measurements), config["EMP_ALPHA"], errors=errors,
                                required=confidence_required)
-            open_cases = _open(verdicts, confidence_required)
+            open_cases = [n for n in _open(verdicts, confidence_required)
+                          if _within_reach(verdicts[n], confidence_required, max_rounds - round_ + 1)]
             if not open_cases:
                 break
             log.info("re-measuring %d test case(s) within the noise (round %d): %s",
@@ -189,6 +192,13 @@ def run_ruletest(workspace: str | os.PathLike, *, devices: int | None = None, pr
 
 def _open(verdicts: dict[str, Verdict], confidence: float) -> list[str]:
     return [n for n, v in verdicts.items() if v.obey is not None and not v.note and v.confidence < confidence]
+
+
+def _within_reach(verdict: Verdict, confidence: float, rounds_left: int) -> bool:
+    """Could more sessions settle this verdict? Pooling k more that agree shrinks its
+    uncertainty by sqrt(1 + k) at best; one that could not reach the bar even so (a
+    margin deep inside the noise) keeps its prior now instead of costing device time."""
+    return verdict.z * math.sqrt(1 + rounds_left) >= z_for(confidence)
 
 
 def _estimates(measurements) -> dict[str, dict]:
