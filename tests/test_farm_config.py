@@ -83,3 +83,28 @@ def test_records_are_frozen_and_checked_directly():
         config.store = "x"  # type: ignore[misc]
     with pytest.raises(ConfigError, match="host:port"):
         AgentEntry("127.0.0.1")
+
+
+def test_a_local_ray_start_that_times_out_is_tried_once_more(monkeypatch):
+    import ray
+
+    from nn_farm.actors import ray_init
+
+    calls = []
+
+    def init(address=None, **kwargs):
+        calls.append(address)
+        if len(calls) == 1:
+            raise RuntimeError("Timed out waiting for file /tmp/x/gcs_server_port_abc")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_init.init_ray()
+    assert calls == [None, None]
+    # joining a named cluster is not retried: its address may simply be wrong
+    calls.clear()
+    with pytest.raises(RuntimeError, match="Timed out"):
+        ray_init.init_ray("10.0.0.1:6379")
+    assert calls == ["10.0.0.1:6379"]
