@@ -208,8 +208,9 @@ class Verdict:
     Attributes:
         obey: basic pairs: fused or not; others: the winning case name; None
             when it could not be decided (a model failed).
-        confidence: P(the verdict is right) under the noise model, 0.5..1
-            (Student-t, see the module doc).
+        confidence: P(the measurement's verdict is right) under the noise model,
+            0.5..1 (Student-t, see the module doc); with ``prior`` it is that of
+            ``measured``.
         z: |margin| / u(margin) (basic), or the gap between the best and the
             second-best case in units of its uncertainty.
         margin_ms, uncertainty_ms: the margin (basic: the rule's left side minus
