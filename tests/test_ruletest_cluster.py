@@ -27,10 +27,17 @@ from nn_farm.builder.workspace import create_workspace
 VENV_BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports: every socket stays bound until all are picked (one at a
+    time, the OS handed the same port out twice and Ray refused to start)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _wait_for(url: str, timeout_s: float) -> None:
@@ -48,12 +55,12 @@ def _wait_for(url: str, timeout_s: float) -> None:
 @pytest.fixture()
 def ray_head(tmp_path):
     """A head node on free ports; yields (dashboard address, environment for clients)."""
-    port, dash = _free_port(), _free_port()
     # Every listening port picked free: other Rays on this machine hold the defaults
     # (a local ray.init starts a dashboard agent on 52365 even without a dashboard).
-    ports = {flag: _free_port() for flag in (
-        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-        "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")}
+    flags = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")
+    port, dash, *rest = _free_ports(2 + len(flags))
+    ports = dict(zip(flags, rest))
     tmpdir = tempfile.mkdtemp(prefix="nnrj-", dir="/tmp")  # short: Ray's socket paths
     env = dict(os.environ, RAY_TMPDIR=tmpdir, RAY_AUTH_MODE="disabled",
                RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
@@ -85,7 +92,6 @@ def ray_head(tmp_path):
         subprocess.run(["rm", "-rf", tmpdir], check=False)
 
 
-@pytest.mark.slow
 def submit_job(address: str, env: dict, command: list[str], *, timeout: float) -> tuple[int, str]:
     """``ray job submit`` a command; returns its exit code and output."""
     deadline = time.monotonic() + 120
@@ -99,6 +105,7 @@ def submit_job(address: str, env: dict, command: list[str], *, timeout: float) -
         time.sleep(3)
 
 
+@pytest.mark.slow
 def test_ray_job_submit_runs_the_rule_test_on_the_cluster(ray_head, tmp_path):
     address, env = ray_head
     ws = create_workspace(tmp_path / "ws", backend="host-cpu-litert")
