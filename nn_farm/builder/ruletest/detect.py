@@ -14,11 +14,11 @@ the batch-means one (the spread of the means of ten consecutive stretches of
 runs, which shows a slow phase covering part of the measurement) and half the
 median's gap above the minimum when that gap passes 25% (a whole session in a
 slow mode: memory-bound microsecond ops here ran some sessions at twice the
-floor that the next session found again); plus a floor for drift between measurement sessions that no spread can show: 2% of T
-when the speed gate kept only fast runs, the measured slow-down (at least 10%)
-when the gate gave up ("slow"), 8% when the runs were not gated. Those floors
-are what benchmarks/measure_stability.py shows for two passes over the same
-models.
+floor that the next session found again); plus a floor for drift between
+sessions that no spread can show: 2% of T when the speed gate kept only fast
+runs, the measured slow-down (at least 10%) when the gate gave up ("slow"), 8%
+when the runs were not gated. Those floors are what
+benchmarks/measure_stability.py shows for two passes over the same models.
 
 A verdict's confidence is P(the sign of the margin is right) with the margin's
 error taken as Student-t with 3 degrees of freedom, scaled by u(margin): most
@@ -153,7 +153,7 @@ def _batch_sem(m) -> float:
     means = []
     for i in range(_BATCHES):
         part = sorted(runs[i * size:(i + 1) * size])
-        cut = size // 10  # the same stalled-run trim as the centre
+        cut = size // 10  # 10% off each end, as the policy's default trimmed mean, for stalled runs
         means.append(statistics.fmean(part[cut:size - cut]))
     return statistics.stdev(means) / math.sqrt(_BATCHES)
 

@@ -14,7 +14,8 @@ nn-Meter reads only ``obey`` (and ``latency`` strings); nn-farm adds
 ``confidence`` (0.5..1), ``margin_ms``, ``uncertainty_ms`` and ``rounds`` (the
 measurements pooled) to each rule, ``note`` when a case was skipped or
 undecided, and ``prior: true`` with ``measured_obey`` when the measurement stayed
-below the required confidence and ``obey`` is the prior's (see detect.py). Files are written atomically (temporary file, then rename).
+below the required confidence and ``obey`` is the prior's (see detect.py).
+Files are written atomically (temporary file, then rename).
 """
 
 from __future__ import annotations

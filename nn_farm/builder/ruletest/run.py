@@ -153,12 +153,15 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
                 else:  # a failed re-measurement leaves the first one standing
                     log.warning("re-measuring %s failed: %s", job.name, r.error)
 
+        def decide():
+            est = _estimates(measurements)
+            return est, analyze(testcases, est, config["EMP_ALPHA"], errors=errors, required=confidence_required)
+
         current = jobs
         take(_profile(backend, current, backend.policy, tally), True)
+        estimates, verdicts = decide()
         remeasured: dict[str, int] = {}
         for round_ in range(1, max_rounds + 1):
-            verdicts = analyze(testcases, _estimates(measurements), config["EMP_ALPHA"], errors=errors,
-                               required=confidence_required)
             open_cases = [n for n in _open(verdicts, confidence_required)
                           if _within_reach(verdicts[n], confidence_required, max_rounds - round_ + 1)]
             if not open_cases:
@@ -169,9 +172,7 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
                 remeasured[name] = round_
             current = [_renamed(job, round_) for job in jobs if job.meta["testcase"] in open_cases]
             take(_profile(backend, current, remeasure_policy(backend.policy, round_), tally), False)
-        estimates = _estimates(measurements)
-        verdicts = analyze(testcases, estimates, config["EMP_ALPHA"], errors=errors,
-                           required=confidence_required)
+            estimates, verdicts = decide()
 
     detail = bool(config.get("DETAIL", True))
     rounds = {name: 1 + remeasured.get(name, 0) for name in verdicts}
