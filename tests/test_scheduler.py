@@ -240,6 +240,7 @@ def test_worker_node_killed_mid_run_every_job_ends_exactly_once(farm_cluster, tm
         models = tiny_onnx_models(tmp_path / "models", 120)
         seen, killed_at = [], None
         with Farm(config, progress=False, calibrate=False, batch_s=0.2) as farm:
+            farm.start()  # the new node's actor is up before the run, not after most of it
             for r in farm.profile(models, device_class=CLASS, policy=FAST, stream=True):
                 seen.append(r)
                 if killed_at is None and sum(x.device_id == "nodec/onnxruntime" for x in seen) >= 5:
@@ -259,7 +260,7 @@ def test_worker_node_killed_mid_run_every_job_ends_exactly_once(farm_cluster, tm
     finally:
         c.stop()
 
-    assert killed_at is not None and killed_at < 100  # the node died mid-run
+    assert killed_at is not None and killed_at < 100  # the node died mid-run, 20+ jobs still to go
     assert sorted(r.job_name for r in seen) == sorted(m.name for m in models)
     assert all(r.ok for r in seen), [r.error for r in seen if not r.ok]
     assert sorted(r["job_name"] for r in store_rows) == sorted(m.name for m in models)

@@ -218,6 +218,19 @@ class Farm:
                 d.actor = actor_cls.options(**placement(d.agent.node_resource)).remote(
                     d.agent.address, d.id, token=d.agent.token, root_cert=d.agent.root_cert)
 
+    def start(self, timeout: float | None = 120.0) -> "Farm":
+        """Start every device's actor now and wait until each answers.
+
+        Otherwise a node that is slow to start its worker joins the first run late, after
+        faster nodes have taken most of the jobs.
+        """
+        import ray
+
+        devices = [d for d in self.devices() if d.alive]
+        self._start_actors(devices)
+        ray.get([d.actor.ping.remote() for d in devices], timeout=timeout)
+        return self
+
     def _reference_item(self, device: FarmDevice) -> dict | None:
         import ray
 
