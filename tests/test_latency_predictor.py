@@ -5,8 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
 from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
 from nn_farm.errors import UnknownKernelError
@@ -141,19 +144,58 @@ def test_kernel_without_a_model_is_unknown_but_conv_family_falls_back(nets):
     assert detail["latency_ms"] == len(detail["kernels"])
 
 
+def _log_target(regressor):
+    return TransformedTargetRegressor(regressor, func=np.log, inverse_func=np.exp)
+
+
 @pytest.mark.parametrize("make", [
     lambda: RandomForestRegressor(n_estimators=5, max_depth=6, random_state=0),
     lambda: ExtraTreesRegressor(n_estimators=3, random_state=0),
     lambda: DecisionTreeRegressor(max_depth=5, random_state=0),
     lambda: LinearRegression(),
-])
+    lambda: GradientBoostingRegressor(n_estimators=20, subsample=0.8, random_state=0),
+    lambda: _log_target(GradientBoostingRegressor(n_estimators=20, random_state=0)),
+    lambda: _log_target(make_pipeline(FunctionTransformer(np.log1p), LinearRegression())),
+], ids=["rf", "extra-trees", "tree", "linear", "gbm", "gbm-log", "loglinear"])
 def test_compiled_regressors_equal_predict(make):
     rng = np.random.default_rng(1)
     X = rng.uniform(0, 300, (200, 7))
-    y = X[:, 0] * 0.1 + np.sqrt(X[:, 5])
+    y = 1 + X[:, 0] * 0.1 + np.sqrt(X[:, 5])
     model = make().fit(X, y)
     Xq = rng.uniform(0, 300, (57, 7))
-    np.testing.assert_array_equal(compile_regressor(model)(Xq), model.predict(Xq))
+    fast = compile_regressor(model)
+    assert fast.compiled
+    np.testing.assert_array_equal(fast(Xq), model.predict(Xq))
+
+
+class _Doubled(RandomForestRegressor):
+    def predict(self, X):
+        return 2 * super().predict(X)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _Doubled(n_estimators=3, random_state=0),  # a subclass may change predict
+    lambda: make_pipeline(StandardScaler(), LinearRegression()),  # a step it does not know
+    lambda: GradientBoostingRegressor(n_estimators=5, init=LinearRegression()),  # init varies by row
+])
+def test_regressors_it_cannot_compile_keep_their_own_predict(make):
+    rng = np.random.default_rng(2)
+    X = rng.uniform(1, 300, (100, 4))
+    model = make().fit(X, X[:, 0] + 3 * X[:, 1])
+    Xq = rng.uniform(1, 300, (9, 4))
+    fast = compile_regressor(model)
+    assert not fast.compiled
+    np.testing.assert_array_equal(fast(Xq), model.predict(Xq))
+
+
+def test_a_compiled_path_that_disagrees_with_predict_is_not_used(monkeypatch):
+    from nn_farm.predictor import fast_regressor
+
+    # A compiler bug (here: the intercept forgotten) must cost speed, never correctness.
+    monkeypatch.setattr(fast_regressor, "_linear", lambda m: lambda X: X @ m.coef_)
+    X = np.random.default_rng(3).uniform(1, 300, (50, 3))
+    model = LinearRegression().fit(X, X[:, 0] + 7.0)
+    assert not compile_regressor(model).compiled
 
 
 def test_bad_on_unknown_value_fails_early(fixture_predictor):
