@@ -132,3 +132,17 @@ def test_conv_families_fall_back_to_nnmeter_merged_kernels():
     assert ks.fallback_kernel_type("dwconv-bn") == "dwconv-bn-relu"
     assert ks.fallback_kernel_type("conv-bn-relu") is None
     assert ks.fallback_kernel_type("relu") is None
+
+
+def test_config_rows_of_a_batch_equal_the_rows_one_by_one():
+    usual = [unit("conv-bn-relu", inputh=h, cin=c, cout=2 * c, ks=[k, k], strides=[s, s])
+             for h, c, k, s in [(56, 24, 3, 1), (28, 40, 5, 2), (7, 320, 1, 1)]]
+    other = unit("conv-bn-relu", cout=16, ks=[1, 3, 3, 1], strides=[1, 2, 2, 1],
+                 input_tensors=[[1, 14, 14, 8]])  # TF spelling, no inputh / cin
+    for units in (usual, usual + [other]):
+        assert ks.config_rows("conv-bn-relu", units) == \
+            [ks.config_row_from_kernel_unit(u)[1] for u in units]
+    pools = [unit("maxpool", inputh=28, cin=8, ks=[2, 2], strides=[2, 2])]
+    assert ks.config_rows("maxpool", pools) == [ks.config_row_from_kernel_unit(pools[0])[1]]
+    with pytest.raises(UnknownKernelError, match="conv-bn-relu"):
+        ks.config_rows("conv-bn-relu", usual + [unit("conv-bn-relu", ks=[3, 3])])

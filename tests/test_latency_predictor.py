@@ -86,8 +86,19 @@ def test_predict_is_the_sum_of_the_detail(fixture_predictor, nets):
 def test_predict_many_equals_a_loop_of_predict(fixture_predictor, nets):
     batched = fixture_predictor.predict_many(nets, "kernels")
     looped = [fixture_predictor.predict(n, "kernels") for n in nets]
-    assert batched == pytest.approx(looped, rel=1e-12)
+    assert batched == looped  # each model's kernels summed in the same order either way
     assert len(set(batched)) > 30  # the nets differ, and so do their latencies
+
+
+def test_a_malformed_unit_is_named_and_the_rest_of_its_op_still_priced(fixture_predictor, nets):
+    broken = {"op": "conv-bn-relu6", "name": "broken", "input_tensors": [[1, 7, 7, 8]]}  # no cout
+    units = [{"op": "sigmoid", "name": "act"}] + nets[0] + [broken]
+    with pytest.warns(UnknownKernelWarning, match="2 kernel"):
+        detail = fixture_predictor.predict_detail(units, "kernels")
+    assert [u["kernel"] for u in detail["unknown_kernels"]] == ["act", "broken"]  # in unit order
+    assert "cout" in detail["unknown_kernels"][1]["reason"]
+    assert len(detail["kernels"]) == len(nets[0])
+    assert detail["latency_ms"] == fixture_predictor.predict(nets[0], "kernels")
 
 
 class CountingRegressor:

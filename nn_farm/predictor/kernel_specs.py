@@ -48,6 +48,7 @@ __all__ = [
     "fallback_kernel_type",
     "config_from_kernel_unit",
     "config_row_from_kernel_unit",
+    "config_rows",
     "features",
     "feature_names",
 ]
@@ -340,6 +341,39 @@ def config_row_from_kernel_unit(unit: Mapping[str, Any]) -> tuple[str, tuple[int
         raise UnknownKernelError(
             f"kernel unit {name!r} ({op}) lacks what a {kernel_type} config needs: {exc!r}"
         ) from exc
+
+
+# The detector's usual unit shape, read for a whole list at once: the same rows as
+# the per-unit functions above give for such units, without a call per unit.
+_BULK_ROWS = {
+    "conv": lambda units: [(int(u["inputh"]), int(u["cin"]), int(u["cout"]), int(u["ks"][1]),
+                            int(u["strides"][1])) for u in units],
+    "dwconv": lambda units: [(int(u["inputh"]), int(u["cin"]), int(u["ks"][1]),
+                              int(u["strides"][1])) for u in units],
+}
+_BULK_ROWS["pool"] = _BULK_ROWS["dwconv"]
+
+
+def config_rows(kernel_type: str, units: Sequence[Mapping[str, Any]]) -> list[tuple[int, ...]]:
+    """:func:`config_row_from_kernel_unit`'s rows for many units of one kernel type.
+
+    The batch path of prediction: a NAS batch has tens of thousands of conv units.
+
+    Raises:
+        UnknownKernelError: some unit lacks what the config needs (price those one
+            by one to find which).
+    """
+    bulk = _BULK_ROWS.get(get_spec(kernel_type).family)
+    if bulk is not None:
+        try:
+            return bulk(units)
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass  # some unit in another shape: the general reader below
+    row = _ROW_OF_TYPE[kernel_type]
+    try:
+        return [row(u) for u in units]
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise UnknownKernelError(f"a {kernel_type} kernel unit lacks what its config needs: {exc!r}") from exc
 
 
 def config_from_kernel_unit(unit: Mapping[str, Any]) -> tuple[str, dict[str, int]]:

@@ -31,8 +31,10 @@ from nn_farm.predictor.fast_regressor import compile_regressor
 from nn_farm.predictor.kernel_specs import (
     KERNEL_SPECS,
     config_row_from_kernel_unit,
+    config_rows,
     fallback_kernel_type,
     features,
+    kernel_type_of,
 )
 from nn_farm.predictor.package import PredictorPackage
 
@@ -261,39 +263,48 @@ class LatencyPredictor:
             per-model unknown-kernel lists).
         """
         n_models = len(unit_lists)
-        # model key -> (config rows, owning model index, position in that model)
-        groups: dict[str, tuple[list, list, list, list]] = {}
-        unknown: list[list[dict]] = [[] for _ in range(n_models)]
+        unknown: list[list[tuple[int, dict]]] = [[] for _ in range(n_models)]
         details = [[None] * len(units) for units in unit_lists] if keep_detail else None
-        # The hot loop of a NAS batch (tens of thousands of kernels): plain dict
-        # lookups and list appends only; all numeric work happens per group below.
-        row_of = config_row_from_kernel_unit
-        key_cache = self._model_key_cache
+        # The hot loop of a NAS batch (tens of thousands of kernels): units are only
+        # sorted by op here; configs are read a whole op at a time below.
+        by_op: dict[str, tuple[list, list, list]] = {}
         for m, units in enumerate(unit_lists):
             for j, unit in enumerate(units):
                 try:
-                    kernel_type, row = row_of(unit)
-                except UnknownKernelError as exc:
-                    unknown[m].append(_unknown_entry(unit, exc.args[0]))
+                    op = unit["op"]
+                    bucket = by_op.get(op)
+                except (KeyError, TypeError, IndexError):
+                    op = None
+                if type(op) is not str:
+                    unknown[m].append((j, _unknown_entry(unit, f"kernel unit has no 'op' string: {unit!r:.200}")))
                     continue
-                key = key_cache[kernel_type] if kernel_type in key_cache else \
-                    self._model_key(kernel_type)
-                if key is None:
-                    unknown[m].append(_unknown_entry(
-                        unit, f"predictor {self.name!r} has no model for kernel type "
-                              f"{kernel_type!r}"))
-                    continue
-                group = groups.get(key)
-                if group is None:
-                    group = groups[key] = ([], [], [], [])
-                group[0].append(row)
-                group[1].append(m)
-                if keep_detail:
-                    group[2].append(j)
-                    group[3].append(kernel_type)
+                if bucket is None:
+                    bucket = by_op[op] = ([], [], [])
+                bucket[0].append(unit)
+                bucket[1].append(m)
+                bucket[2].append(j)
+
+        # model key -> (config rows, owning model index, position in that model, kernel type).
+        # Ops in sorted order: a model's kernels of one key are then summed in the same
+        # order whatever else is in the batch, so predict_many equals a loop of predict.
+        groups: dict[str, tuple[list, list, list, list]] = {}
+        for op in sorted(by_op):
+            units, owners, positions = by_op[op]
+            rows = self._rows(op, units, owners, positions, unknown)
+            if rows is None:
+                continue
+            key, kernel_type, rows, owners, positions = rows
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = ([], [], [], [])
+            group[0].extend(rows)
+            group[1].extend(owners)
+            group[2].extend(positions)
+            group[3].extend([kernel_type] * len(rows))
 
         totals = np.zeros(n_models, dtype=np.float64)
-        for key, (rows, owners, positions, types) in groups.items():
+        for key in sorted(groups):
+            rows, owners, positions, types = groups[key]
             X = features(key, np.asarray(rows, dtype=np.float64))
             y = self._predict_fns[key](X)
             totals += np.bincount(owners, weights=y, minlength=n_models)
@@ -311,7 +322,38 @@ class LatencyPredictor:
                     }
         if keep_detail:
             details = [[d for d in model_details if d is not None] for model_details in details]
-        return totals, details, unknown
+        return totals, details, [[entry for _, entry in sorted(u, key=lambda e: e[0])] for u in unknown]
+
+    def _rows(self, op: str, units: list, owners: list, positions: list, unknown: list):
+        """(model key, kernel type, config rows, owners, positions) for the units of one op,
+        the ones that cannot be priced moved to ``unknown``; None if none can be."""
+        try:
+            kernel_type = kernel_type_of(op)
+        except UnknownKernelError as exc:
+            for unit, m, j in zip(units, owners, positions):
+                unknown[m].append((j, _unknown_entry(unit, exc.args[0])))
+            return None
+        key = self._model_key(kernel_type)
+        if key is None:
+            reason = f"predictor {self.name!r} has no model for kernel type {kernel_type!r}"
+            for unit, m, j in zip(units, owners, positions):
+                unknown[m].append((j, _unknown_entry(unit, reason)))
+            return None
+        try:
+            return key, kernel_type, config_rows(kernel_type, units), owners, positions
+        except UnknownKernelError:
+            pass
+        # Some unit is malformed: one at a time, to name it.
+        rows, kept_owners, kept_positions = [], [], []
+        for unit, m, j in zip(units, owners, positions):
+            try:
+                rows.append(config_row_from_kernel_unit(unit)[1])
+            except UnknownKernelError as exc:
+                unknown[m].append((j, _unknown_entry(unit, exc.args[0])))
+                continue
+            kept_owners.append(m)
+            kept_positions.append(j)
+        return (key, kernel_type, rows, kept_owners, kept_positions) if rows else None
 
     def _report_unknown(self, unknown: list[list[dict]]) -> None:
         counts = Counter(entry["op"] for entries in unknown for entry in entries)

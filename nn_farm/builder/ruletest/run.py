@@ -39,7 +39,7 @@ __all__ = ["RuleTestReport", "ruletest", "run_ruletest", "remeasure_policy",
            "MAX_ROUNDS", "CONFIDENCE_REQUIRED"]
 
 #: Re-measurement rounds at most for a pair whose verdict the noise leaves open.
-MAX_ROUNDS = 2
+MAX_ROUNDS = 3
 
 
 @dataclass
