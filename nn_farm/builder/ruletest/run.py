@@ -3,7 +3,7 @@
     configs/ruletest_config.yaml --load_testcases--> test cases (dependency order)
         --testcase_jobs--> generator jobs --Farm.profile--> measurements (results.db)
         --analyze--> verdicts; uncertain ones that more sessions could settle
-        --> re-measured with 2x, 4x ... the runs; the rest keep their prior
+        --> re-measured, one more session a round; the rest keep their prior
         --> fusion_rule_test/{origin_testcases, profiled_results, detected_fusion_rule}.json
 
 Resumable: every measurement lands in ``<workspace>/results.db`` keyed by model
@@ -72,17 +72,16 @@ class RuleTestReport:
 
 
 def remeasure_policy(base, round_: int):
-    """The policy of re-measurement round ``round_`` (1, 2, ...): 2**round_ times the runs.
+    """The policy of re-measurement round ``round_`` (1, 2, ...): one more session like the first.
 
-    A new policy is also a new key in the result store, so the re-measurement is
-    fresh rather than the stored round-0 result; being deterministic, a rerun
-    finds it.
+    More sessions, not longer ones: what leaves a verdict open is mostly the drift
+    between sessions (and a whole session in a slow mode), which more runs in one
+    session do not shrink and pooling sessions does. The round shows in one more
+    warm-up run, which changes nothing measured but makes the policy a new key in
+    the result store, so the session is fresh rather than the stored round-0
+    result; being deterministic, a rerun finds it.
     """
-    factor = 2 ** round_
-    min_runs = base.min_runs * factor
-    min_s = base.min_s * factor
-    return base.replace(min_runs=min_runs, max_runs=max(base.max_runs, min_runs),
-                        min_s=min_s, max_s=max(base.max_s, min_s))
+    return base.replace(warmup_runs=base.warmup_runs + round_)
 
 
 def _profile(backend, jobs, policy, tally) -> list:
