@@ -14,8 +14,10 @@ inverted-residual blocks (expansion 3/4/6, kernel 3/5/7, optional squeeze-excite
 ReLU or hard-swish), a 1x1 head conv, global pooling and a classifier, at an input
 of 160, 192 or 224 pixels.
 
-torchvision architectures are not here: this environment has no torch -> .tflite
-converter, and the host's LiteRT device measures .tflite files only.
+torchvision architectures (``"torchvision:resnet18"``) take a longer road: this
+environment has no torch -> .tflite converter, so they are exported to ONNX and
+rebuilt in Keras with their weights (:mod:`nn_farm.builder.onnx_to_keras`), then
+converted like the rest. :func:`zoo_model_job` takes either kind of name.
 """
 
 from __future__ import annotations
@@ -27,15 +29,23 @@ import os
 import pathlib
 import random
 
-__all__ = ["DEMO_MODELS", "BENCHMARK_MODELS", "keras_app_path", "keras_app_tflite", "keras_app_job", "nas_network",
-           "nas_tflite", "nas_job"]
+__all__ = ["DEMO_MODELS", "BENCHMARK_MODELS", "TORCHVISION", "zoo_model_path", "zoo_model_tflite", "zoo_model_job",
+           "keras_app_path", "keras_app_tflite", "keras_app_job", "torchvision_tflite", "nas_network", "nas_tflite",
+           "nas_job"]
+
+#: The prefix of a torchvision architecture's name in a model list.
+TORCHVISION = "torchvision:"
 
 # The main job's set: what a phone model zoo holds, and cheap enough to measure in a minute.
 DEMO_MODELS = ("MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0",
-               "NASNetMobile", "DenseNet121", "ResNet50")
-# The end-to-end benchmark's real architectures (16 distinct keras.applications families/sizes).
+               "NASNetMobile", "DenseNet121", "ResNet50",
+               TORCHVISION + "resnet18", TORCHVISION + "mobilenet_v3_large", TORCHVISION + "shufflenet_v2_x1_0")
+# The end-to-end benchmark's real architectures: 16 keras.applications families/sizes and
+# 7 torchvision ones.
 BENCHMARK_MODELS = DEMO_MODELS + ("EfficientNetB1", "EfficientNetV2B0", "DenseNet169", "ResNet50V2",
-                                  "ResNet101", "InceptionV3", "Xception", "MobileNetV2_0.5")
+                                  "ResNet101", "InceptionV3", "Xception", "MobileNetV2_0.5",
+                                  TORCHVISION + "mobilenet_v2", TORCHVISION + "mobilenet_v3_small",
+                                  TORCHVISION + "mnasnet1_0", TORCHVISION + "efficientnet_b0")
 _VERSION = 2  # bump when the builders below change what they build
 
 
@@ -91,6 +101,45 @@ def keras_app_job(name: str, out_dir: str | os.PathLike, *, suffix: str = ""):
 
     return Job(name=f"{name}_v{_VERSION}.tflite{suffix}",
                generate=functools.partial(keras_app_tflite, name, str(out_dir)), format="tflite",
+               group="real", meta={"model": name})
+
+
+def torchvision_tflite(name: str, out_dir: str | os.PathLike) -> str:
+    """Build a torchvision architecture (weights=None) through ONNX into Keras and convert
+    it to ``.tflite`` (reused when it exists). ``name`` is without the prefix."""
+    from nn_farm.builder.convert import to_tflite
+    from nn_farm.builder.onnx_to_keras import torchvision_to_keras
+
+    out = pathlib.Path(zoo_model_path(TORCHVISION + name, out_dir))
+    if out.exists():
+        return str(out)
+    import torch  # before tensorflow (nn_farm._compat)
+
+    torch.manual_seed(0)
+    _keras().backend.clear_session()
+    return to_tflite(torchvision_to_keras(name, 224), out)
+
+
+def zoo_model_path(name: str, out_dir: str | os.PathLike) -> str:
+    """Where :func:`zoo_model_tflite` writes a keras.applications or ``torchvision:`` model."""
+    if name.startswith(TORCHVISION):
+        return str(pathlib.Path(out_dir) / f"torchvision_{name[len(TORCHVISION):]}_v{_VERSION}.tflite")
+    return keras_app_path(name, out_dir)
+
+
+def zoo_model_tflite(name: str, out_dir: str | os.PathLike) -> str:
+    """:func:`torchvision_tflite` for a ``torchvision:`` name, else :func:`keras_app_tflite`."""
+    if name.startswith(TORCHVISION):
+        return torchvision_tflite(name[len(TORCHVISION):], out_dir)
+    return keras_app_tflite(name, out_dir)
+
+
+def zoo_model_job(name: str, out_dir: str | os.PathLike, *, suffix: str = ""):
+    """A generator job measuring one keras.applications or ``torchvision:`` model."""
+    from nn_farm.actors.jobs import Job
+
+    return Job(name=pathlib.Path(zoo_model_path(name, ".")).name + suffix,
+               generate=functools.partial(zoo_model_tflite, name, str(out_dir)), format="tflite",
                group="real", meta={"model": name})
 
 

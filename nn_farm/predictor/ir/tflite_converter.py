@@ -36,14 +36,18 @@ _TYPES = {
     "CONCATENATION": "ConcatV2",
     "SPLIT": "Split",
     "SPLIT_V": "SplitV",
+    "STRIDED_SLICE": "StridedSlice",  # one part of a split (torch's chunk), as ONNX's Slice
+    "SLICE": "Slice",
     "RESHAPE": "Reshape",
     "SQUEEZE": "Squeeze",
     "TRANSPOSE": "Transpose",
     "PAD": "Pad",
+    "PADV2": "PadV2",  # a pad with a fill value: -inf before a max pool
     "SOFTMAX": "Softmax",  # no nn-Meter kernel: stays an unknown op, in TF's spelling
     "DEQUANTIZE": "Identity",
     "QUANTIZE": "Identity",
 }
+_SLICES = frozenset({"StridedSlice", "Slice"})
 _ACTIVATIONS = {1: "Relu", 3: "Relu6"}  # ActivationFunctionType: RELU, RELU6
 _ACT_NAMES = {0: None, 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
@@ -92,6 +96,7 @@ class _Reader:
         shapes = [[int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [] for t in tensors]
         ir = IRGraph()
         producer: dict[int, str] = {}
+        slices: dict[int, str] = {}  # sliced tensor -> the split node its slices became
         unknown: list[str] = []
         for ti in sg.InputsAsNumpy():
             name = self._tname(tensors[ti]) or f"input_{ti}"
@@ -117,8 +122,19 @@ class _Reader:
                 for o in outs:
                     producer[o] = producer[data_ins[0]]
                 continue
+            if type_ in _SLICES:
+                # Sibling slices of one tensor are one split, as the ONNX reader and
+                # nn-Meter's ONNX converter have them (torch's chunk exports as slices).
+                merged = slices.get(data_ins[0])
+                if merged is not None:
+                    ir.nodes[merged]["attr"]["output_shape"].extend(shapes[o] for o in outs)
+                    for o in outs:
+                        producer[o] = merged
+                    continue
             attr, act = self._options(op, builtin, ins, shapes)
             name = self._unique(ir, self._tname(tensors[outs[0]]) or f"{builtin}_{oi}")
+            if type_ in _SLICES:
+                slices[data_ins[0]] = name
             in_shapes = [shapes[i] for i in data_ins]
             out_shapes = [shapes[o] for o in outs]
             inbounds = list(dict.fromkeys(producer[i] for i in data_ins))

@@ -246,8 +246,12 @@ def fuse_blocks(g: WorkGraph, no_kernel: frozenset) -> None:
     _apply(g, PATTERNS[1:], by_op)
 
 
+#: ops an explicit pad before them is folded into
+_PADDED_OPS = frozenset({"conv", "dwconv", "maxpool", "avgpool"})
+
+
 def _fold_pad(g: WorkGraph, pad: str) -> None:
-    """Fold an explicit spatial zero pad into the conv it feeds.
+    """Fold an explicit spatial pad into the conv or pooling it feeds.
 
     TFLite files converted from other frameworks (and Keras' ZeroPadding2D) pad
     explicitly before a stride-2 conv whose own padding is VALID. The runtimes
@@ -255,16 +259,18 @@ def _fold_pad(g: WorkGraph, pad: str) -> None:
     equals SAME padding, XNNPACK fuses a constant pad into the convolution that
     follows), and the builder measures conv kernels with SAME padding: so the
     kernel is the conv, sized by the *unpadded* input (224 x 224 in, 112 x 112
-    out at stride 2), and the pad is one of its members. Only a pad with one
-    consumer, a conv or dwconv reading nothing else, and padding H and W only
-    (same N and C) is folded; any other pad stays a ``pad`` kernel and is
-    reported as one that no predictor prices.
+    out at stride 2), and the pad is one of its members. A max pool padded with
+    -inf (torch's padded MaxPool, through onnx_to_keras) is the same case with a
+    pooling kernel. Only a pad with one consumer, a conv, dwconv or pooling
+    reading nothing else, and padding H and W only (same N and C) is folded;
+    any other pad stays a ``pad`` kernel and is reported as one that no
+    predictor prices.
     """
     ins, outs = g.ins[pad], g.outs[pad]
     if len(ins) != 1 or len(outs) != 1:
         return
     conv = outs[0]
-    if g.op.get(conv) not in ("conv", "dwconv") or len(g.ins[conv]) != 1:
+    if g.op.get(conv) not in _PADDED_OPS or len(g.ins[conv]) != 1:
         return
     attr = g.nodes[pad]["attr"]
     before, after = attr.get("input_shape") or [[]], attr.get("output_shape") or [[]]
