@@ -5,7 +5,8 @@ Two sets, both built in Keras with random weights and converted to .tflite as Ra
 feeding the farm:
 
 - real architectures: 16 keras.applications models (MobileNets, EfficientNets,
-  NASNetMobile, DenseNets, ResNets, InceptionV3, Xception);
+  NASNetMobile, DenseNets, ResNets, InceptionV3, Xception) and 7 torchvision ones
+  (through ONNX into Keras: nn_farm/builder/onnx_to_keras.py);
 - NAS-sampled networks: MobileNetV3/OFA-style nets (depths, expansions, kernel sizes,
   squeeze-excite, activations and resolution drawn per network; see
   nn_farm/builder/zoo_models.py).
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
 
     from nn_farm.builder.backend import open_backend
     from nn_farm.builder.main_job import accuracy_stats, write_scatter
-    from nn_farm.builder.zoo_models import BENCHMARK_MODELS, keras_app_job, keras_app_path, nas_job, nas_network
+    from nn_farm.builder.zoo_models import BENCHMARK_MODELS, nas_job, nas_network, zoo_model_job, zoo_model_path
     from nn_farm.predictor.registry import load_latency_predictor
 
     ws = pathlib.Path(args.workspace).resolve()
@@ -74,8 +75,8 @@ def main(argv=None) -> int:
     model_dir.mkdir(parents=True, exist_ok=True)
     real = list(BENCHMARK_MODELS[: args.real] if args.real is not None else BENCHMARK_MODELS)
     nas = [nas_network(seed) for seed in range(args.nas)]
-    jobs = [keras_app_job(name, model_dir) for name in real] + [nas_job(d, model_dir) for d in nas]
-    paths = [keras_app_path(name, model_dir) for name in real] + \
+    jobs = [zoo_model_job(name, model_dir) for name in real] + [nas_job(d, model_dir) for d in nas]
+    paths = [zoo_model_path(name, model_dir) for name in real] + \
             [str(model_dir / f"{j.meta['model']}.tflite") for j in jobs[len(real):]]
     sets = ["real"] * len(real) + ["nas"] * len(nas)
     names = real + [j.meta["model"] for j in jobs[len(real):]]

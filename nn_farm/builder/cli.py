@@ -155,11 +155,11 @@ def _register_build(subparsers) -> None:
         "demo", help="the main job: build a predictor for this host's CPU, then check it on real models",
         description="In a workspace (default ./nn-farm-demo; resumable), build a latency predictor "
                     "for this host's CPU (LiteRT, one thread), predict real keras.applications "
-                    "models (weights=None, converted to .tflite), measure each on the same device "
+                    "and torchvision models (weights=None, converted to .tflite), measure each on the same device "
                     "through the farm, and print predicted vs measured with the +-10% accuracy; "
                     "writes report.json and scatter.png. `nn-farm runtimes` is the old runtime table.")
     d.add_argument("--workspace", default="nn-farm-demo", metavar="DIR", help="workspace (default ./nn-farm-demo)")
-    d.add_argument("--models", nargs="+", metavar="NAME", help="keras.applications names to check")
+    d.add_argument("--models", nargs="+", metavar="NAME", help="keras.applications names or torchvision:NAME to check")
     d.add_argument("--budget", choices=("default", "config", "small", "tiny"), default="default",
                    help="kernel sampling budget of a new workspace: default (the whole job estimated at 20 "
                         "min on a quiet 2-core host), config (the build config's defaults, about 30 min), "

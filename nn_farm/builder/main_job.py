@@ -4,8 +4,9 @@
       -> fusion rules: the rule test (skipped when the workspace has detected rules)
       -> nn-farm build: kernels sampled, generated and converted as Ray tasks, measured on
          the host CPU device, regressors trained per kernel, package written and registered
-      -> real models: keras.applications (weights=None) converted to .tflite as Ray tasks
-         and measured on the same device through the farm; predicted by the package
+      -> real models: keras.applications and torchvision architectures (weights=None; torch's
+         through ONNX into Keras) converted to .tflite as Ray tasks and measured on the same
+         device through the farm; predicted by the package
       -> predicted vs measured table, +-10% accuracy, <workspace>/main_job/{report.json,scatter.png}
 
 Everything is resumable: a second run measures nothing that the result store holds and
@@ -158,7 +159,8 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
 
     Args:
         workspace: the workspace (created with ``host-cpu-litert`` if it has no configs).
-        models: keras.applications names (default :data:`~nn_farm.builder.zoo_models.DEMO_MODELS`).
+        models: keras.applications names and ``torchvision:NAME`` s (default
+            :data:`~nn_farm.builder.zoo_models.DEMO_MODELS`).
         budget: a key of :data:`BUDGETS`, applied when the workspace is created.
             The default one is estimated at 20 minutes on a quiet 2-core host.
         ruletest: see :func:`nn_farm.builder.kernel_builder.detected_fusion_rules`.
@@ -174,7 +176,7 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
     from nn_farm.builder.config import builder_config
     from nn_farm.builder.kernel_builder import build_latency_predictor, detected_fusion_rules
     from nn_farm.builder.workspace import Workspace, create_workspace
-    from nn_farm.builder.zoo_models import DEMO_MODELS, keras_app_job, keras_app_path
+    from nn_farm.builder.zoo_models import DEMO_MODELS, zoo_model_job, zoo_model_path
 
     started = time.perf_counter()
     models = list(models or DEMO_MODELS)
@@ -206,7 +208,7 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
     with open_backend(ws.root, progress=progress) as backend:
         result = build_latency_predictor(backend, workspace=ws.root, ruletest="skip", progress=progress)
         say(f"measuring {len(models)} real models on {backend.device_class} (converted to .tflite as Ray tasks)")
-        jobs = [keras_app_job(name, model_dir) for name in models]
+        jobs = [zoo_model_job(name, model_dir) for name in models]
         measured = {}
         for job, res in zip(jobs, backend.farm.profile(jobs, device_class=backend.device_class,
                                                         policy=backend.policy)):
@@ -221,7 +223,7 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
     rows = []
     for name in tqdm(models, desc="predict", unit="model", disable=not progress):
         res = measured.get(name)
-        path = pathlib.Path(keras_app_path(name, model_dir))
+        path = pathlib.Path(zoo_model_path(name, model_dir))
         if res is None or not res.ok or not path.exists():
             continue
         with warnings.catch_warnings():
@@ -260,7 +262,7 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
     }
     (report_dir / "report.json").write_text(json.dumps(report, indent=2))
     png = write_scatter(report_dir / "scatter.png",
-                        {"keras.applications": ([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows],
+                        {"keras.applications, torchvision": ([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows],
                                                 [r["model"] for r in rows])},
                         f"{builder_config.get('DEVICE_CLASS', 'backend')}: predicted vs measured, "
                         f"+-10% accuracy {stats['acc10']:.0%}")

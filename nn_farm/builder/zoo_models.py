@@ -1,12 +1,13 @@
-"""Whole models to check a predictor on: keras.applications and NAS-sampled MobileNet-style nets.
+"""Whole models to check a predictor on: keras.applications, torchvision, NAS-sampled MobileNet-style nets.
 
-Both are built in Keras with random weights (``weights=None``; latency does not
+All are built in Keras with random weights (``weights=None``; latency does not
 depend on the values) and converted to ``.tflite`` with
 :func:`nn_farm.builder.convert.to_tflite`, inside the Ray tasks of generator jobs,
 so conversion runs beside the measuring device. File names carry a hash of the
 description, and an existing file is reused.
 
-    keras_app_job("MobileNetV2", out_dir)      -> Job (generator)
+    zoo_model_job("MobileNetV2", out_dir)      -> Job (generator)
+    zoo_model_job("torchvision:resnet18", out_dir)
     nas_network(seed) -> description dict       -> nas_job(description, out_dir) -> Job
 
 The NAS space is MobileNetV3/OFA-like: a stem conv, five to seven stages of
@@ -30,7 +31,7 @@ import pathlib
 import random
 
 __all__ = ["DEMO_MODELS", "BENCHMARK_MODELS", "TORCHVISION", "zoo_model_path", "zoo_model_tflite", "zoo_model_job",
-           "keras_app_path", "keras_app_tflite", "keras_app_job", "torchvision_tflite", "nas_network", "nas_tflite",
+           "keras_app_path", "keras_app_tflite", "torchvision_tflite", "nas_network", "nas_tflite",
            "nas_job"]
 
 #: The prefix of a torchvision architecture's name in a model list.
@@ -93,15 +94,6 @@ def keras_app_tflite(name: str, out_dir: str | os.PathLike) -> str:
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     return to_tflite(_build_keras_app(name), out)
-
-
-def keras_app_job(name: str, out_dir: str | os.PathLike, *, suffix: str = ""):
-    """A generator job measuring one keras.applications model."""
-    from nn_farm.actors.jobs import Job
-
-    return Job(name=f"{name}_v{_VERSION}.tflite{suffix}",
-               generate=functools.partial(keras_app_tflite, name, str(out_dir)), format="tflite",
-               group="real", meta={"model": name})
 
 
 def torchvision_tflite(name: str, out_dir: str | os.PathLike) -> str:
