@@ -290,10 +290,10 @@ class LatencyPredictor:
         groups: dict[str, tuple[list, list, list, list]] = {}
         for op in sorted(by_op):
             units, owners, positions = by_op[op]
-            rows = self._rows(op, units, owners, positions, unknown)
-            if rows is None:
+            priced = self._rows(op, units, owners, positions, unknown)
+            if priced is None:
                 continue
-            key, kernel_type, rows, owners, positions = rows
+            key, kernel_type, rows, owners, positions = priced
             group = groups.get(key)
             if group is None:
                 group = groups[key] = ([], [], [], [])
