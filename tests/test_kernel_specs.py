@@ -146,3 +146,15 @@ def test_config_rows_of_a_batch_equal_the_rows_one_by_one():
     assert ks.config_rows("maxpool", pools) == [ks.config_row_from_kernel_unit(pools[0])[1]]
     with pytest.raises(UnknownKernelError, match="conv-bn-relu"):
         ks.config_rows("conv-bn-relu", usual + [unit("conv-bn-relu", ks=[3, 3])])
+
+
+@pytest.mark.parametrize("kernel_type", ks.KERNEL_TYPES)
+def test_cost_terms_grow_with_the_kernel(kernel_type):
+    spec = ks.get_spec(kernel_type)
+    small = dict(HW=14, CIN=32, COUT=32, KERNEL_SIZE=3, STRIDES=1, POOL_STRIDES=1, NS=2,
+                 CIN1=32, CIN2=32, CIN3=0, CIN4=0)
+    big = {k: (2 * v if k in ("HW", "CIN", "COUT", "CIN1", "CIN2") else v) for k, v in small.items()}
+    terms = ks.cost_terms(ks.features(kernel_type, [{k: c[k] for k in spec.config_keys} for c in (small, big)]),
+                          kernel_type)
+    assert terms.shape == (2, 2) and np.all(np.isfinite(terms)) and np.all(terms >= 0)
+    assert np.all(terms[1] >= terms[0]) and terms[1].sum() > terms[0].sum()

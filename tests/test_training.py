@@ -110,6 +110,28 @@ def test_log_forest_is_a_plain_forest_that_the_predictor_compiles():
     assert min(ms) <= pred.min() and pred.max() <= max(ms)
 
 
+def test_roofline_extrapolates_where_trees_cannot_and_the_predictor_compiles_it():
+    from sklearn.pipeline import Pipeline
+
+    from nn_farm.predictor.fast_regressor import compile_regressor
+    from nn_farm.predictor.kernel_specs import cost_terms
+
+    # relu on this host: a fixed cost plus time per element (what memory-bound ops do)
+    rng = np.random.default_rng(0)
+    small = [dict(HW=int(h), CIN=int(c)) for h, c in zip(rng.integers(7, 56, 30), rng.integers(16, 128, 30))]
+    big = [dict(HW=int(h), CIN=int(c)) for h, c in zip(rng.integers(112, 224, 10), rng.integers(64, 256, 10))]
+    truth = lambda cfgs: np.array([0.004 + 2e-7 * c["HW"] ** 2 * c["CIN"] for c in cfgs])  # noqa: E731
+    X, Xbig = features("relu", small), features("relu", big)
+    roofline = fit_learner("roofline", "relu", X, truth(small))
+    forest = fit_learner("rf", "relu", X, truth(small))
+    assert np.max(np.abs(roofline.predict(Xbig) / truth(big) - 1)) < 0.01
+    assert np.max(forest.predict(Xbig)) <= np.max(truth(small))  # trees stay inside what they saw
+    # the package's pickle needs only the predictor: the cost terms live there
+    assert isinstance(roofline, Pipeline) and roofline.steps[0][1].func is cost_terms
+    fast = compile_regressor(pickle.loads(pickle.dumps(roofline)))
+    assert fast.compiled and np.array_equal(fast(Xbig), roofline.predict(Xbig))
+
+
 # ---------------------------------------------------------------- fits on real data
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "config_row_from_kernel_unit",
     "config_rows",
     "features",
+    "cost_terms",
     "feature_names",
 ]
 
@@ -470,3 +471,50 @@ def features(kernel_type: str, configs: Iterable[Mapping[str, float]] | np.ndarr
         hw, cin = c.T
         return np.column_stack([hw, cin, cin])
     return c  # concat, hw_cin: the config is the feature vector
+
+
+def cost_terms(X: np.ndarray, kernel_type: str) -> np.ndarray:
+    """The work a kernel does, from its :func:`features`: two cost terms, in millions.
+
+    Mostly (multiply-adds, elements moved); element-wise kernels, which move what
+    they compute on, take (elements, per-channel work) instead.
+
+    A roofline's two costs: compute, and memory traffic (input, output and weights,
+    in elements). A least-squares fit of latency on these and a constant (the
+    call's fixed cost) extrapolates to sizes it was not trained on, which trees
+    cannot; with the few dozen configs a small budget measures, that matters
+    more than the detail trees find (``roofline`` learner of the builder).
+
+    Args:
+        X: :func:`features` of ``kernel_type``, shape (n, len(feature_names)).
+        kernel_type: a kernel type (or alias).
+
+    Returns:
+        float64 array of shape (n, 2).
+    """
+    family = get_spec(kernel_type).family
+    X = np.asarray(X, dtype=np.float64)
+    if family in ("conv", "dwconv"):
+        hw, cin, cout, _, stride, flops, params = X.T
+        moved = hw * hw * cin + (hw / stride) ** 2 * cout + params * 1e6
+        return np.column_stack([flops, moved / 1e6])
+    if family == "pool":
+        hw, cin, _, ks, stride = X.T
+        out = (hw / stride) ** 2 * cin
+        return np.column_stack([out * ks * ks / 1e6, (hw * hw * cin + out) / 1e6])
+    if family == "fc":
+        _, _, flops, params = X.T
+        return np.column_stack([flops, params])
+    if family == "concat":
+        hw, _, *channels = X.T
+        moved = 2.0 * hw * hw * np.sum(channels, axis=0)  # read once, written once
+        return np.column_stack([np.zeros(len(X)), moved / 1e6])
+    if family == "add":
+        hw, cin1, cin2 = X.T
+        moved = hw * hw * (cin1 + cin2 + np.maximum(cin1, cin2))
+        return np.column_stack([hw * hw * np.maximum(cin1, cin2) / 1e6, moved / 1e6])
+    hw, cin = X.T  # hw_cin: element-wise, a split, a pooling to 1 x 1, squeeze-excite
+    # Elements, and what scales with channels alone: per-channel parameters, or the
+    # squeeze-excite's two 1 x 1 convs on the pooled vector (CIN -> CIN/4 -> CIN).
+    per_channel = cin * cin / 2.0 if get_spec(kernel_type).name == "se" else cin
+    return np.column_stack([hw * hw * cin / 1e6, per_channel / 1e6])

@@ -20,6 +20,10 @@ wherever scikit-learn does (the predictor never imports the builder), and each
     loglinear  least squares of log latency on log features: a power law, which
                suits element-wise kernels (latency ~ HW^2 * CIN) that trees cannot
                extrapolate.
+    roofline   latency = fixed cost + a * multiply-adds + b * elements moved, the
+               coefficients non-negative, fitted for relative error on
+               :func:`nn_farm.predictor.kernel_specs.cost_terms`: few parameters, so it
+               holds with few configs and beyond the sampled sizes.
 
 :func:`make_learner` builds an unfitted one; :func:`fit_learner` fits it (the log
 forest needs its post-fit step).
@@ -46,7 +50,7 @@ __all__ = [
     "is_forest",
 ]
 
-LEARNERS = ("rf", "rf-log", "gbm-log", "linear", "loglinear")
+LEARNERS = ("rf", "rf-log", "gbm-log", "linear", "loglinear", "roofline")
 DEFAULT_LEARNER = "rf"
 # Tried per kernel on the training part; the best by cross-validated RMSPE is kept.
 DEFAULT_CANDIDATES = LEARNERS
@@ -156,6 +160,16 @@ def make_learner(name: str, kernel_type: str, *, seed: int = 0, hardware: str = 
         # log1p: concat's absent inputs are 0.
         power_law = make_pipeline(FunctionTransformer(np.log1p), LinearRegression())
         return TransformedTargetRegressor(power_law, func=np.log, inverse_func=np.exp)
+    if name == "roofline":
+        from sklearn.linear_model import LinearRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer
+
+        from nn_farm.predictor.kernel_specs import cost_terms
+
+        # cost_terms lives in the predictor, so a package's pickle loads without the builder.
+        return make_pipeline(FunctionTransformer(cost_terms, kw_args={"kernel_type": kernel_type}),
+                             LinearRegression(positive=True))
     raise ValueError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
 
 
@@ -186,6 +200,8 @@ def fit_learner(name: str, kernel_type: str, X: np.ndarray, y_ms: np.ndarray, *,
             values[...] = np.exp(values)
     elif name == "linear":
         model.fit(X, y, sample_weight=1.0 / y ** 2)  # least squares of relative error
+    elif name == "roofline":
+        model.fit(X, y, linearregression__sample_weight=1.0 / y ** 2)
     else:
         model.fit(X, y)
     if hasattr(model, "n_jobs"):
