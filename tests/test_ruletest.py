@@ -198,15 +198,22 @@ def test_a_verdict_inside_the_noise_keeps_its_prior():
     assert detect.analyze(cases, estimates, 0.5)["BF_relu_add"].obey is True
 
 
-def test_only_verdicts_more_sessions_could_settle_are_measured_again():
-    from nn_farm.builder.ruletest.run import _within_reach
+def test_only_verdicts_leaning_against_their_prior_are_measured_again():
+    from nn_farm.builder.ruletest.run import _contested, _open
 
-    deep = _basic(1.0, 1.0, 1.49)      # |margin| well inside the noise: z ~ 0.3
-    near = _basic(1.0, 1.0, 1.40)      # z ~ 2.7: three agreeing sessions would pass 99%
-    assert near.confidence < detect.CONFIDENCE_REQUIRED
-    assert not _within_reach(deep, detect.CONFIDENCE_REQUIRED, 2)
-    assert _within_reach(near, detect.CONFIDENCE_REQUIRED, 2)
-    assert not _within_reach(near, detect.CONFIDENCE_REQUIRED, 0)
+    def case(name):
+        return TestCase(name, BASIC, {"block": [[1]], "a": [[1]], "b": [[1]]}, {"ops": ["a", "b"]})
+
+    def est(t1, t2, tb):
+        return {"a": detect.estimate([_m(t1)]), "b": detect.estimate([_m(t2)]), "block": detect.estimate([_m(tb)])}
+
+    cases = [case("BF_conv_relu"), case("BF_relu_add"), case("BF_a_b")]
+    estimates = {"BF_conv_relu": est(1.0, 1.0, 1.52),   # leans "not fused"; its prior: fused
+                 "BF_relu_add": est(1.0, 1.0, 1.52),    # leans "not fused"; its prior too
+                 "BF_a_b": est(1.0, 1.0, 1.0)}          # clear
+    verdicts = detect.analyze(cases, estimates, 0.5, required=detect.CONFIDENCE_REQUIRED)
+    assert set(_open(verdicts, detect.CONFIDENCE_REQUIRED)) == {"BF_conv_relu", "BF_relu_add"}
+    assert [n for n, v in verdicts.items() if _contested(v)] == ["BF_conv_relu"]
     assert detect._confidence(detect.z_for(0.99)) == pytest.approx(0.99)
 
 

@@ -2,7 +2,7 @@
 
     configs/ruletest_config.yaml --load_testcases--> test cases (dependency order)
         --testcase_jobs--> generator jobs --Farm.profile--> measurements (results.db)
-        --analyze--> verdicts; uncertain ones that more sessions could settle
+        --analyze--> verdicts; uncertain ones whose measurement leans against their prior
         --> re-measured, one more session a round; the rest keep their prior
         --> fusion_rule_test/{origin_testcases, profiled_results, detected_fusion_rule}.json
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pathlib import Path
 from nn_farm.builder import config as cfg
 from nn_farm.builder.ruletest import io
 from nn_farm.builder.ruletest.cases import load_testcases
-from nn_farm.builder.ruletest.detect import CONFIDENCE_REQUIRED, Verdict, analyze, estimate, z_for
+from nn_farm.builder.ruletest.detect import CONFIDENCE_REQUIRED, Verdict, analyze, estimate
 from nn_farm.builder.ruletest.generate import testcase_jobs
 
 log = logging.getLogger(__name__)
@@ -161,8 +160,7 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
         estimates, verdicts = decide()
         remeasured: dict[str, int] = {}
         for round_ in range(1, max_rounds + 1):
-            open_cases = [n for n in _open(verdicts, confidence_required)
-                          if _within_reach(verdicts[n], confidence_required, max_rounds - round_ + 1)]
+            open_cases = [n for n in _open(verdicts, confidence_required) if _contested(verdicts[n])]
             if not open_cases:
                 break
             log.info("re-measuring %d test case(s) within the noise (round %d): %s",
@@ -194,11 +192,14 @@ def _open(verdicts: dict[str, Verdict], confidence: float) -> list[str]:
     return [n for n, v in verdicts.items() if v.obey is not None and not v.note and v.confidence < confidence]
 
 
-def _within_reach(verdict: Verdict, confidence: float, rounds_left: int) -> bool:
-    """Could more sessions settle this verdict? Pooling k more that agree shrinks its
-    uncertainty by sqrt(1 + k) at best; one that could not reach the bar even so (a
-    margin deep inside the noise) keeps its prior now instead of costing device time."""
-    return verdict.z * math.sqrt(1 + rounds_left) >= z_for(confidence)
+def _contested(verdict: Verdict) -> bool:
+    """Could more sessions change this open verdict? Only if its measurement leans against
+    the prior it keeps: one leaning with its prior ends as the prior, settled or not, so
+    measuring it again costs device time and changes nothing. One leaning against it gets
+    every round, so that two runs do not part on which side of the bar it stopped
+    (ruletest_cost saw BF_bn_relu at z 0.65 in one run, left to its prior, and at z 5.5
+    in the next)."""
+    return verdict.prior and verdict.measured != verdict.obey
 
 
 def _estimates(measurements) -> dict[str, dict]:
