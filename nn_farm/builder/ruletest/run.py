@@ -163,7 +163,7 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
             open_cases = [n for n in _open(verdicts, confidence_required) if _contested(verdicts[n])]
             if not open_cases:
                 break
-            log.info("re-measuring %d test case(s) within the noise (round %d): %s",
+            log.info("re-measuring %d test case(s) leaning against their prior (round %d): %s",
                      len(open_cases), round_, ", ".join(open_cases))
             for name in open_cases:
                 remeasured[name] = round_
