@@ -239,13 +239,14 @@ def run_main_job(workspace: str | os.PathLike = "nn-farm-demo", *, models=None, 
 
     stats = accuracy_stats([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
     say("")
-    say(f"{'model':<18} {'predicted ms':>12} {'measured ms':>16} {'error':>8}  +-10%")
+    width = max([18] + [len(r["model"]) for r in rows])
+    say(f"{'model':<{width}} {'predicted ms':>12} {'measured ms':>16} {'error':>8}  +-10%")
     for r in rows:
         ok = "yes" if abs(r["error"]) <= 0.10 else "no"
         missing = sum(r["unpriced"].values())
         note = f"  ({missing} of {r['kernels']} kernels unpriced: " + ", ".join(
             f"{k} x{v}" for k, v in sorted(r["unpriced"].items(), key=lambda kv: -kv[1])[:4]) + ")" if missing else ""
-        say(f"{r['model']:<18} {r['predicted_ms']:>12.2f} {r['measured_ms']:>9.2f} +- {r['measured_std_ms']:<5.2f} "
+        say(f"{r['model']:<{width}} {r['predicted_ms']:>12.2f} {r['measured_ms']:>9.2f} +- {r['measured_std_ms']:<5.2f} "
             f"{100 * r['error']:>+7.1f}%  {ok:<4}{note}")
     say(f"+-10% accuracy: {stats['acc10']:.0%} of {stats['n']} models (RMSPE {stats['rmspe']:.1f}%); "
         f"predictor {result.package}")
