@@ -49,10 +49,10 @@ BUDGETS = {
 #   cores; with DEMO_POLICY a 390-kernel round took 1.36 device-seconds per kernel at
 #   load 1.5-2.7 (59% of it the speed gate's calm waits), so 1.0 s per kernel is
 #   assumed for a quiet host;
-# - the rule test: 243 test-case models, 218-230 measurements with its re-measurement
-#   rounds since it re-measures only what more sessions could settle (447 before; 2.5 min
-#   of the 12.3-min main job at load 0.2-2.6 on 2026-12-04);
-# - a keras.applications model: about 15 CPU-seconds to build and convert (40-50 s
+# - the rule test: 243 test-case models, 233-245 measurements with its re-measurement
+#   rounds, which take only the verdicts leaning against their prior (447 before; 2.5 min
+#   of a 12.3-min main job at load 0.2-2.6, 4.5 min of an 18.7-min one at load 2-4);
+# - a keras.applications or torchvision model: about 15 CPU-seconds to build and convert (40-50 s
 #   wall under that load), a few seconds to measure;
 # - Ray start and the workers' tensorflow import: about 30 s.
 KERNEL_WALL_S = 1.0
