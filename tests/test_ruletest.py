@@ -173,18 +173,20 @@ def test_confidence_has_heavy_tails():
     assert detect._confidence(0.0) == pytest.approx(0.5) and detect._confidence(math.inf) == 1.0
 
 
+def _pair(name):
+    return TestCase(name, BASIC, {"block": [[1]], "a": [[1]], "b": [[1]]}, {"ops": ["a", "b"]})
+
+
+def _pair_estimates(t1, t2, tb):
+    return {"a": detect.estimate([_m(t1)]), "b": detect.estimate([_m(t2)]), "block": detect.estimate([_m(tb)])}
+
+
 def test_a_verdict_inside_the_noise_keeps_its_prior():
     """Below the required confidence the sign is a coin toss between runs: the prior stands."""
-    def case(name):
-        return TestCase(name, BASIC, {"block": [[1]], "a": [[1]], "b": [[1]]}, {"ops": ["a", "b"]})
-
-    def est(t1, t2, tb):
-        return {"a": detect.estimate([_m(t1)]), "b": detect.estimate([_m(t2)]), "block": detect.estimate([_m(tb)])}
-
-    cases = [case("BF_conv_relu"), case("BF_relu_add"), case("BF_a_b")]
-    estimates = {"BF_conv_relu": est(1.0, 1.0, 1.52),   # leans "not fused"; the default rule says fused
-                 "BF_relu_add": est(1.0, 1.0, 1.48),    # leans "fused"; no default rule: not fused
-                 "BF_a_b": est(1.0, 1.0, 1.0)}          # clear: the measurement decides
+    cases = [_pair("BF_conv_relu"), _pair("BF_relu_add"), _pair("BF_a_b")]
+    estimates = {"BF_conv_relu": _pair_estimates(1.0, 1.0, 1.52),   # leans "not fused"; the default rule says fused
+                 "BF_relu_add": _pair_estimates(1.0, 1.0, 1.48),    # leans "fused"; no default rule: not fused
+                 "BF_a_b": _pair_estimates(1.0, 1.0, 1.0)}          # clear: the measurement decides
     verdicts = detect.analyze(cases, estimates, 0.5, required=0.99)
     conv_relu, relu_add, clear = (verdicts[c.name] for c in cases)
     assert conv_relu.prior and conv_relu.obey is True and conv_relu.measured is False
@@ -201,16 +203,10 @@ def test_a_verdict_inside_the_noise_keeps_its_prior():
 def test_only_verdicts_leaning_against_their_prior_are_measured_again():
     from nn_farm.builder.ruletest.run import _contested, _open
 
-    def case(name):
-        return TestCase(name, BASIC, {"block": [[1]], "a": [[1]], "b": [[1]]}, {"ops": ["a", "b"]})
-
-    def est(t1, t2, tb):
-        return {"a": detect.estimate([_m(t1)]), "b": detect.estimate([_m(t2)]), "block": detect.estimate([_m(tb)])}
-
-    cases = [case("BF_conv_relu"), case("BF_relu_add"), case("BF_a_b")]
-    estimates = {"BF_conv_relu": est(1.0, 1.0, 1.52),   # leans "not fused"; its prior: fused
-                 "BF_relu_add": est(1.0, 1.0, 1.52),    # leans "not fused"; its prior too
-                 "BF_a_b": est(1.0, 1.0, 1.0)}          # clear
+    cases = [_pair("BF_conv_relu"), _pair("BF_relu_add"), _pair("BF_a_b")]
+    estimates = {"BF_conv_relu": _pair_estimates(1.0, 1.0, 1.52),   # leans "not fused"; its prior: fused
+                 "BF_relu_add": _pair_estimates(1.0, 1.0, 1.52),    # leans "not fused"; its prior too
+                 "BF_a_b": _pair_estimates(1.0, 1.0, 1.0)}          # clear
     verdicts = detect.analyze(cases, estimates, 0.5, required=detect.CONFIDENCE_REQUIRED)
     assert set(_open(verdicts, detect.CONFIDENCE_REQUIRED)) == {"BF_conv_relu", "BF_relu_add"}
     assert [n for n, v in verdicts.items() if _contested(v)] == ["BF_conv_relu"]
