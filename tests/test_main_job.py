@@ -32,13 +32,14 @@ def test_scatter_is_a_png(tmp_path):
 
 def test_the_default_budget_is_estimated_under_20_minutes():
     from nn_farm.builder.config import default_predbuild_config
+    from nn_farm.builder.zoo_models import DEMO_MODELS
 
     kernels = default_predbuild_config()["KERNELS"]
     (conv, dwconv, other), fine, iteration = BUDGETS["default"]
     for name, entry in kernels.items():
         entry.update(INIT_SAMPLE_NUM=conv if name == "conv-bn-relu" else dwconv if name == "dwconv-bn-relu"
                      else other, FINEGRAINED_SAMPLE_NUM=fine, ITERATION=iteration)
-    assert estimate_minutes(kernels, models=8, ruletest=True) < 20
+    assert estimate_minutes(kernels, models=len(DEMO_MODELS), ruletest=True) < 20
 
 
 @pytest.mark.slow
