@@ -251,22 +251,14 @@ def _cin_of(unit: Mapping[str, Any]) -> int:
     return int(unit["input_tensors"][0][-1])
 
 
+# Any unit shape; the detector's usual one is read faster in bulk (_BULK_ROWS below).
 def _row_conv(unit):
-    try:  # the detector's usual shape: every field present, ks / strides as [h, w]
-        return (int(unit["inputh"]), int(unit["cin"]), int(unit["cout"]), int(unit["ks"][1]),
-                int(unit["strides"][1]))
-    except (KeyError, IndexError, TypeError):
-        return (_hw_of(unit), _cin_of(unit), int(unit["cout"]), _second(unit.get("ks")),
-                _second(unit.get("strides")))
+    return (_hw_of(unit), _cin_of(unit), int(unit["cout"]), _second(unit.get("ks")),
+            _second(unit.get("strides")))
 
 
 def _row_dwconv(unit):
-    try:
-        return (int(unit["inputh"]), int(unit["cin"]), int(unit["ks"][1]),
-                int(unit["strides"][1]))
-    except (KeyError, IndexError, TypeError):
-        return (_hw_of(unit), _cin_of(unit), _second(unit.get("ks")),
-                _second(unit.get("strides")))
+    return (_hw_of(unit), _cin_of(unit), _second(unit.get("ks")), _second(unit.get("strides")))
 
 
 def _row_fc(unit):
@@ -492,7 +484,8 @@ def cost_terms(X: np.ndarray, kernel_type: str) -> np.ndarray:
     Returns:
         float64 array of shape (n, 2).
     """
-    family = get_spec(kernel_type).family
+    spec = get_spec(kernel_type)
+    family = spec.family
     X = np.asarray(X, dtype=np.float64)
     if family in ("conv", "dwconv"):
         hw, cin, cout, _, stride, flops, params = X.T
@@ -516,5 +509,5 @@ def cost_terms(X: np.ndarray, kernel_type: str) -> np.ndarray:
     hw, cin = X.T  # hw_cin: element-wise, a split, a pooling to 1 x 1, squeeze-excite
     # Elements, and what scales with channels alone: per-channel parameters, or the
     # squeeze-excite's two 1 x 1 convs on the pooled vector (CIN -> CIN/4 -> CIN).
-    per_channel = cin * cin / 2.0 if get_spec(kernel_type).name == "se" else cin
+    per_channel = cin * cin / 2.0 if spec.name == "se" else cin
     return np.column_stack([hw * hw * cin / 1e6, per_channel / 1e6])

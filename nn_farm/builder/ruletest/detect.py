@@ -64,7 +64,6 @@ __all__ = [
     "case_verdict",
     "analyze",
     "prior_obey",
-    "z_for",
 ]
 
 #: Session-to-session drift floors, relative to the latency (see the module doc).
@@ -185,13 +184,6 @@ def estimate(measurements: Sequence) -> Estimate:
 def latency_string(avg: float, std: float) -> str:
     """nn-Meter's ``"avg +- std"``."""
     return f"{avg} +- {std}"
-
-
-def z_for(confidence: float) -> float:
-    """The |margin| / u that gives ``confidence`` (inverse of the confidence model)."""
-    from scipy.stats import t
-
-    return float(t.ppf(confidence, TAIL_DOF))
 
 
 def _confidence(z: float) -> float:
