@@ -106,9 +106,11 @@ class CountingRegressor:
 
     def __init__(self):
         self.calls = 0
+        self.rows = 0
 
     def predict(self, X):
         self.calls += 1
+        self.rows += len(X)
         return 1.0 + np.asarray(X)[:, 0] * 0
 
 
@@ -122,6 +124,22 @@ def test_predict_many_calls_each_regressor_once_per_batch(nets):
     assert set(used) == {"conv-bn-relu6", "dwconv-bn-relu6", "conv-bn", "add",
                          "global-avgpool", "fc"}
     assert all(calls == 1 for calls in used.values())
+
+
+def test_a_config_repeated_across_a_batch_is_priced_once(nets):
+    models = {k: CountingRegressor() for k in ks.KERNEL_TYPES}
+    predictor = LatencyPredictor(PredictorPackage(Path("."), {"name": "count", "version": "0"},
+                                                  models, {}))
+    predictor.predict_many(nets[:1], "kernels")
+    rows_of_one = {k: m.rows for k, m in models.items()}
+    for m in models.values():
+        m.rows = 0
+    totals = predictor.predict_many(nets[:1] * 50, "kernels")
+    assert totals == [float(len(nets[0]))] * 50
+    assert {k: m.rows for k, m in models.items()} == rows_of_one
+    distinct = {(u["op"], u["inputh"], u["cin"], u["cout"], u["ks"][0], u["strides"][0])
+                for u in nets[0] if u["op"] == "conv-bn-relu6"}
+    assert rows_of_one["conv-bn-relu6"] == len(distinct)
 
 
 def test_unknown_kernels_are_counted_listed_and_warned(fixture_predictor, nets):
