@@ -200,6 +200,22 @@ def test_a_verdict_inside_the_noise_keeps_its_prior():
     assert detect.analyze(cases, estimates, 0.5)["BF_relu_add"].obey is True
 
 
+def test_a_lean_against_the_prior_measured_in_every_round_has_a_lower_bar():
+    cases = [_pair("BF_relu_add")]  # no default rule: its prior is "not fused"
+    estimates = {"BF_relu_add": _pair_estimates(1.0, 1.0, 1.38)}  # leans "fused", 0.97 sure
+    strict = detect.analyze(cases, estimates, 0.5, required=detect.CONFIDENCE_REQUIRED)["BF_relu_add"]
+    assert detect.CONFIDENCE_AFTER_ROUNDS < strict.confidence < detect.CONFIDENCE_REQUIRED
+    assert strict.prior and strict.obey is False
+    after = detect.analyze(cases, estimates, 0.5, required=detect.CONFIDENCE_REQUIRED,
+                           all_rounds=["BF_relu_add"])["BF_relu_add"]
+    assert not after.prior and after.obey is True and after.confidence == strict.confidence
+    # a weaker lean keeps the prior even then
+    estimates = {"BF_relu_add": _pair_estimates(1.0, 1.0, 1.47)}
+    weak = detect.analyze(cases, estimates, 0.5, required=detect.CONFIDENCE_REQUIRED,
+                          all_rounds=["BF_relu_add"])["BF_relu_add"]
+    assert weak.confidence < detect.CONFIDENCE_AFTER_ROUNDS and weak.prior and weak.obey is False
+
+
 def test_only_verdicts_leaning_against_their_prior_are_measured_again():
     from nn_farm.builder.ruletest.run import _contested, _open
 

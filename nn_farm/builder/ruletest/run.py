@@ -3,7 +3,8 @@
     configs/ruletest_config.yaml --load_testcases--> test cases (dependency order)
         --testcase_jobs--> generator jobs --Farm.profile--> measurements (results.db)
         --analyze--> verdicts; uncertain ones whose measurement leans against their prior
-        --> re-measured, one more session a round; the rest keep their prior
+        --> re-measured in every round, one more session a round, then judged once on all
+            their sessions; the rest keep their prior
         --> fusion_rule_test/{origin_testcases, profiled_results, detected_fusion_rule}.json
 
 Resumable: every measurement lands in ``<workspace>/results.db`` keyed by model
@@ -151,25 +152,32 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
                 else:  # a failed re-measurement leaves the first one standing
                     log.warning("re-measuring %s failed: %s", job.name, r.error)
 
-        def decide():
+        def decide(all_rounds=()):
             est = _estimates(measurements)
-            return est, analyze(testcases, est, config["EMP_ALPHA"], errors=errors, required=confidence_required)
+            return est, analyze(testcases, est, config["EMP_ALPHA"], errors=errors, required=confidence_required,
+                                all_rounds=all_rounds)
 
         current = jobs
         take(_profile(backend, current, backend.policy, tally), True)
         estimates, verdicts = decide()
-        remeasured: dict[str, int] = {}
+        remeasured: dict[str, int] = {}  # test case -> rounds it was measured in
         for round_ in range(1, max_rounds + 1):
-            open_cases = [n for n in _open(verdicts, confidence_required) if _contested(verdicts[n])]
-            if not open_cases:
+            # once contested, measured in every round (a fixed design, judged once at the end:
+            # stopping at the first crossing of the bar made the verdict depend on when it crossed)
+            contested = [n for n in _open(verdicts, confidence_required) if _contested(verdicts[n])]
+            contested += [n for n in remeasured if n not in contested]
+            if not contested:
                 break
             log.info("re-measuring %d test case(s) leaning against their prior (round %d): %s",
-                     len(open_cases), round_, ", ".join(open_cases))
-            for name in open_cases:
-                remeasured[name] = round_
-            current = [_renamed(job, round_) for job in jobs if job.meta["testcase"] in open_cases]
+                     len(contested), round_, ", ".join(contested))
+            for name in contested:
+                remeasured[name] = remeasured.get(name, 0) + 1
+            current = [_renamed(job, round_) for job in jobs if job.meta["testcase"] in contested]
             take(_profile(backend, current, remeasure_policy(backend.policy, round_), tally), False)
             estimates, verdicts = decide()
+        if remeasured:
+            all_rounds = [n for n, k in remeasured.items() if k == max_rounds]
+            estimates, verdicts = decide(all_rounds)
 
     detail = bool(config.get("DETAIL", True))
     rounds = {name: 1 + remeasured.get(name, 0) for name in verdicts}
