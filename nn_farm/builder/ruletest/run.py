@@ -168,7 +168,7 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
             contested += [n for n in remeasured if n not in contested]
             if not contested:
                 break
-            log.info("re-measuring %d test case(s) leaning against their prior (round %d): %s",
+            log.info("re-measuring %d test case(s) that leaned against their prior (round %d): %s",
                      len(contested), round_, ", ".join(contested))
             for name in contested:
                 remeasured[name] = remeasured.get(name, 0) + 1
