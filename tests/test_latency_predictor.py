@@ -17,6 +17,7 @@ from nn_farm.predictor import kernel_specs as ks
 from nn_farm.predictor.fast_regressor import compile_regressor
 from nn_farm.predictor.latency_predictor import LatencyPredictor, UnknownKernelWarning
 from nn_farm.predictor.package import PredictorPackage, load_package
+from nn_farm.predictor.roofline_model import RooflineBoosted
 
 FIXTURE = Path(__file__).resolve().parents[1] / "nn_farm/predictor/fixtures/synthetic_fixture_cpu"
 
@@ -185,7 +186,8 @@ def _log_target(regressor):
     lambda: GradientBoostingRegressor(n_estimators=20, subsample=0.8, random_state=0),
     lambda: _log_target(GradientBoostingRegressor(n_estimators=20, random_state=0)),
     lambda: _log_target(make_pipeline(FunctionTransformer(np.log1p), LinearRegression())),
-], ids=["rf", "extra-trees", "tree", "linear", "gbm", "gbm-log", "loglinear"])
+    lambda: RooflineBoosted("conv-bn-relu", n_estimators=20),
+], ids=["rf", "extra-trees", "tree", "linear", "gbm", "gbm-log", "loglinear", "roofline-gbm"])
 def test_compiled_regressors_equal_predict(make):
     rng = np.random.default_rng(1)
     X = rng.uniform(0, 300, (200, 7))

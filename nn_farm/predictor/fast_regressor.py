@@ -9,7 +9,8 @@ per-model budget that is too much.
 :func:`compile_regressor` rebuilds ``predict`` from the fitted parts, for the
 estimators nn-Meter and nn-farm train: forests, single trees and gradient
 boosting through scikit-learn's compiled tree loop, linear models as a dot
-product, pipelines of function transformers, and log-target wrappers. Each part
+product, pipelines of function transformers, log-target wrappers, and the
+roofline-times-boosting model built of those. Each part
 does the same arithmetic in the same order and dtype as scikit-learn, and a
 compiled function is only used after it gave bit-identical results to
 ``model.predict`` on probe rows; anything else keeps its own ``predict``.
@@ -95,7 +96,21 @@ def _compile(model) -> Predict | None:
         return _pipeline(model)
     if kind is TransformedTargetRegressor:
         return _target_transformed(model)
+    from nn_farm.predictor.roofline_model import RooflineBoosted
+
+    if kind is RooflineBoosted:
+        return _roofline_boosted(model)
     return None
+
+
+def _roofline_boosted(model) -> Predict | None:
+    from nn_farm.predictor.roofline_model import boosted_predict
+
+    base, correction = _compile(model.roofline_), _compile(model.correction_)
+    if base is None or correction is None:
+        return None
+    floor = model.floor_
+    return lambda X: boosted_predict(base, correction, floor, X)
 
 
 def _tree_sum(trees: np.ndarray, scale: float, divide_by: int, start=None) -> Predict:

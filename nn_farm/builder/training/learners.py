@@ -1,7 +1,7 @@
 """The regressors a kernel type can be fitted with, by name.
 
-Every learner here is plain scikit-learn, so a package's pickled models load
-wherever scikit-learn does (the predictor never imports the builder), and each
+Every learner here is scikit-learn or built of it in the predictor, so a package's
+pickled models load wherever the predictor does (it never imports the builder), and each
 ``predict(X)`` returns latency in ms from the features of
 :func:`nn_farm.predictor.kernel_specs.features`.
 
@@ -24,6 +24,11 @@ wherever scikit-learn does (the predictor never imports the builder), and each
                coefficients non-negative, fitted for relative error on
                :func:`nn_farm.predictor.kernel_specs.cost_terms`: few parameters, so it
                holds with few configs and beyond the sampled sizes.
+    roofline-gbm  the roofline times a boosted correction factor learnt on
+               log(latency / roofline): the scale from the roofline, the shape
+               effects (vector lanes, cache tiles) from the trees
+               (:class:`nn_farm.predictor.roofline_model.RooflineBoosted`, the one
+               learner that is not plain scikit-learn; it lives in the predictor).
 
 :func:`make_learner` builds an unfitted one; :func:`fit_learner` fits it (the log
 forest needs its post-fit step).
@@ -36,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from nn_farm.predictor.kernel_specs import KERNEL_SPECS, feature_names, get_spec
+from nn_farm.predictor.roofline_model import RooflineBoosted, roofline
 
 __all__ = [
     "LEARNERS",
@@ -50,7 +56,7 @@ __all__ = [
     "is_forest",
 ]
 
-LEARNERS = ("rf", "rf-log", "gbm-log", "linear", "loglinear", "roofline")
+LEARNERS = ("rf", "rf-log", "gbm-log", "linear", "loglinear", "roofline", "roofline-gbm")
 DEFAULT_LEARNER = "rf"
 # Tried per kernel on the training part; the best by cross-validated +-10% accuracy (then RMSPE) is kept.
 DEFAULT_CANDIDATES = LEARNERS
@@ -161,15 +167,9 @@ def make_learner(name: str, kernel_type: str, *, seed: int = 0, hardware: str = 
         power_law = make_pipeline(FunctionTransformer(np.log1p), LinearRegression())
         return TransformedTargetRegressor(power_law, func=np.log, inverse_func=np.exp)
     if name == "roofline":
-        from sklearn.linear_model import LinearRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import FunctionTransformer
-
-        from nn_farm.predictor.kernel_specs import cost_terms
-
-        # cost_terms lives in the predictor, so a package's pickle loads without the builder.
-        return make_pipeline(FunctionTransformer(cost_terms, kw_args={"kernel_type": kernel_type}),
-                             LinearRegression(positive=True))
+        return roofline(kernel_type)
+    if name == "roofline-gbm":
+        return RooflineBoosted(kernel_type, random_state=seed)
     raise ValueError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
 
 

@@ -1,0 +1,95 @@
+"""Roofline regressors: latency from a kernel's work, and the same with a boosted correction.
+
+``roofline(kernel_type)`` fits latency = fixed cost + a * multiply-adds + b * elements
+moved (:func:`~nn_farm.predictor.kernel_specs.cost_terms`, coefficients non-negative).
+It extrapolates beyond the sampled sizes but misses what the runtime's kernels do
+with particular shapes: channel counts that fill the vector lanes or not, tiles
+that fit a cache or not, one microkernel or another picked by size.
+
+:class:`RooflineBoosted` keeps the roofline as the scale and learns that detail as a
+factor: gradient-boosted trees on log(latency / roofline), given the features and
+the roofline's own log estimate. On the conv and dwconv kernels measured here
+(385 and 259 configs, five-fold cross-validation) it put 95.8% and 88.0% of configs
+within +-10%, against 89.1% and 81.5% for boosting on log latency alone and 41%
+and 36% for the roofline alone.
+
+Both live in the predictor, not the builder, so that a package's pickled models
+load wherever the predictor does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+
+__all__ = ["roofline", "RooflineBoosted", "boosted_predict"]
+
+
+def roofline(kernel_type: str):
+    """An unfitted roofline pipeline; fit it with ``linearregression__sample_weight=1 / y**2``
+    (least squares of relative error)."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from nn_farm.predictor.kernel_specs import cost_terms
+
+    return make_pipeline(FunctionTransformer(cost_terms, kw_args={"kernel_type": kernel_type}),
+                         LinearRegression(positive=True))
+
+
+def boosted_predict(base: Callable, correction: Callable, floor: float, X) -> np.ndarray:
+    """``base(X)`` (at least ``floor``) times ``exp(correction([X, log base]))``.
+
+    The one definition of the arithmetic, so that the compiled predictor
+    (:mod:`nn_farm.predictor.fast_regressor`) and ``predict`` agree bit for bit.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    scale = np.maximum(base(X), floor)
+    return scale * np.exp(correction(np.column_stack([X, np.log(scale)])))
+
+
+class RooflineBoosted(RegressorMixin, BaseEstimator):
+    """A roofline fit times a gradient-boosted correction (see the module doc).
+
+    Args:
+        kernel_type: the kernel type whose features ``X`` holds.
+        n_estimators, learning_rate, max_depth, subsample, random_state: the boosting's.
+
+    Attributes:
+        roofline_: the fitted roofline pipeline.
+        correction_: the fitted GradientBoostingRegressor of log(latency / roofline).
+        floor_: the smallest roofline estimate used (half the fastest training latency):
+            the roofline's intercept may be negative, and a scale must stay positive.
+    """
+
+    def __init__(self, kernel_type: str, n_estimators: int = 300, learning_rate: float = 0.05,
+                 max_depth: int = 3, subsample: float = 0.8, random_state: int | None = 0):
+        self.kernel_type = kernel_type
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.subsample = subsample
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if y.size == 0 or np.any(y <= 0):
+            raise ValueError("latencies must be positive")
+        self.roofline_ = roofline(self.kernel_type).fit(X, y, linearregression__sample_weight=1.0 / y ** 2)
+        self.floor_ = 0.5 * float(y.min())
+        scale = np.maximum(self.roofline_.predict(X), self.floor_)
+        self.correction_ = GradientBoostingRegressor(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
+            subsample=self.subsample, random_state=self.random_state,
+        ).fit(np.column_stack([X, np.log(scale)]), np.log(y / scale))
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return boosted_predict(self.roofline_.predict, self.correction_.predict, self.floor_, X)
