@@ -305,7 +305,7 @@ class LatencyPredictor:
         totals = np.zeros(n_models, dtype=np.float64)
         for key in sorted(groups):
             rows, owners, positions, types = groups[key]
-            # NAS batches repeat configs: ~1,300 distinct among ~46,000 conv-like rows
+            # NAS batches repeat configs: ~1,650 distinct among ~46,000 conv-like rows
             # of 1,000 MobileNetV2-style graphs. Each distinct row is priced once; a
             # row's price does not depend on its neighbours, so the sums are unchanged.
             first_seen: dict[tuple, int] = {}

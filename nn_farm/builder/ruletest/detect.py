@@ -36,15 +36,17 @@ the margin may be inside the noise, so its sign a coin toss between runs, while
 either answer prices the same within that noise. It keeps a prior instead, the
 same for every run. One leaning against its prior is measured again in every
 round, whatever the rounds show on the way, and is judged once, on all of its
-sessions, against a lower bar (CONFIDENCE_AFTER_ROUNDS): a pair whose margin is
-a steady few percent of a microsecond block (bn_relu: -0.8 us of 14.5 us, sign
-the same in every session, each session's margin off by 0.45 us) never reaches
-99% with a few sessions and crossed it or not by chance when rounds stopped at
-the first crossing; four sessions put it at 95% run after run. The prior is: nn-farm's default rule for the
-pair when it has one (BN and ReLU fold into the conv before them on every
-runtime we know), else "not fused" (nn-Meter's null: a fusion has to show its
-saving); a registered test case keeps its ``true_case``. ``prior`` says so, and
-``measured`` keeps the lean.
+sessions, against a lower bar (CONFIDENCE_AFTER_ROUNDS). A pair whose margin is
+a steady few percent of a microsecond block (bn_relu: about -1 us of 14.5 us,
+the same sign in every session, each session's margin off by 0.45 us) seldom
+reaches 99% in a few sessions; when rounds stopped at the first crossing, it
+came out one way or the other by when it crossed (2 of 4 runs each). Pooled
+over four sessions it cleared 95% in both runs of benchmarks/ruletest_cost.py.
+
+The prior is nn-farm's default rule for the pair when it has one (BN and ReLU
+fold into the conv before them on every runtime we know), else "not fused"
+(nn-Meter's null: a fusion has to show its saving); a registered test case keeps
+its ``true_case``. ``prior`` says so, and ``measured`` keeps the lean.
 """
 
 from __future__ import annotations
