@@ -8,10 +8,10 @@ that fit a cache or not, one microkernel or another picked by size.
 
 :class:`RooflineBoosted` keeps the roofline as the scale and learns that detail as a
 factor: gradient-boosted trees on log(latency / roofline), given the features and
-the roofline's own log estimate. On the conv and dwconv kernels measured here
-(385 and 259 configs, five-fold cross-validation) it put 95.8% and 88.0% of configs
-within +-10%, against 89.1% and 81.5% for boosting on log latency alone and 41%
-and 36% for the roofline alone.
+the roofline's own log estimate. On the conv and dwconv configs of two demo builds
+on this host (385 and 259, five-fold cross-validation) it put 95.8% and 88.0% within
++-10%, against 89.1% and 81.5% for boosting on log latency alone and 41% and 36%
+for the roofline alone.
 
 Both live in the predictor, not the builder, so that a package's pickled models
 load wherever the predictor does.
