@@ -174,10 +174,8 @@ def ruletest(workspace: str | os.PathLike, *, devices: int | None = None, progre
                 remeasured[name] = remeasured.get(name, 0) + 1
             current = [_renamed(job, round_) for job in jobs if job.meta["testcase"] in contested]
             take(_profile(backend, current, remeasure_policy(backend.policy, round_), tally), False)
-            estimates, verdicts = decide()
-        if remeasured:
-            all_rounds = [n for n, k in remeasured.items() if k == max_rounds]
-            estimates, verdicts = decide(all_rounds)
+            # only after the last round has a case been measured in all of them
+            estimates, verdicts = decide([n for n, k in remeasured.items() if k == max_rounds])
 
     detail = bool(config.get("DETAIL", True))
     rounds = {name: 1 + remeasured.get(name, 0) for name in verdicts}
