@@ -24,12 +24,11 @@ from typing import Callable
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-__all__ = ["roofline", "RooflineBoosted", "boosted_predict"]
+__all__ = ["roofline", "fit_roofline", "RooflineBoosted", "boosted_predict"]
 
 
 def roofline(kernel_type: str):
-    """An unfitted roofline pipeline; fit it with ``linearregression__sample_weight=1 / y**2``
-    (least squares of relative error)."""
+    """An unfitted roofline pipeline (:func:`fit_roofline` fits it)."""
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
@@ -38,6 +37,11 @@ def roofline(kernel_type: str):
 
     return make_pipeline(FunctionTransformer(cost_terms, kw_args={"kernel_type": kernel_type}),
                          LinearRegression(positive=True))
+
+
+def fit_roofline(model, X, y):
+    """Fit a :func:`roofline` pipeline by least squares of relative error (weights 1 / y**2)."""
+    return model.fit(X, y, linearregression__sample_weight=1.0 / np.asarray(y, dtype=np.float64) ** 2)
 
 
 def boosted_predict(base: Callable, correction: Callable, floor: float, X) -> np.ndarray:
@@ -81,7 +85,7 @@ class RooflineBoosted(RegressorMixin, BaseEstimator):
         y = np.asarray(y, dtype=np.float64)
         if y.size == 0 or np.any(y <= 0):
             raise ValueError("latencies must be positive")
-        self.roofline_ = roofline(self.kernel_type).fit(X, y, linearregression__sample_weight=1.0 / y ** 2)
+        self.roofline_ = fit_roofline(roofline(self.kernel_type), X, y)
         self.floor_ = 0.5 * float(y.min())
         scale = np.maximum(self.roofline_.predict(X), self.floor_)
         self.correction_ = GradientBoostingRegressor(

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from nn_farm.predictor.kernel_specs import KERNEL_SPECS, feature_names, get_spec
-from nn_farm.predictor.roofline_model import RooflineBoosted, roofline
+from nn_farm.predictor.roofline_model import RooflineBoosted, fit_roofline, roofline
 
 __all__ = [
     "LEARNERS",
@@ -201,7 +201,7 @@ def fit_learner(name: str, kernel_type: str, X: np.ndarray, y_ms: np.ndarray, *,
     elif name == "linear":
         model.fit(X, y, sample_weight=1.0 / y ** 2)  # least squares of relative error
     elif name == "roofline":
-        model.fit(X, y, linearregression__sample_weight=1.0 / y ** 2)
+        fit_roofline(model, X, y)
     else:
         model.fit(X, y)
     if hasattr(model, "n_jobs"):
