@@ -187,7 +187,9 @@ def _log_target(regressor):
     lambda: _log_target(GradientBoostingRegressor(n_estimators=20, random_state=0)),
     lambda: _log_target(make_pipeline(FunctionTransformer(np.log1p), LinearRegression())),
     lambda: RooflineBoosted("conv-bn-relu", n_estimators=20),
-], ids=["rf", "extra-trees", "tree", "linear", "gbm", "gbm-log", "loglinear", "roofline-gbm"])
+    lambda: RooflineBoosted("dwconv-bn-relu", n_estimators=20),  # with lane inputs
+], ids=["rf", "extra-trees", "tree", "linear", "gbm", "gbm-log", "loglinear", "roofline-gbm",
+        "roofline-gbm-lanes"])
 def test_compiled_regressors_equal_predict(make):
     rng = np.random.default_rng(1)
     X = rng.uniform(0, 300, (200, 7))

@@ -165,6 +165,39 @@ def test_roofline_gbm_learns_shape_effects_on_top_of_the_roofline():
     assert fast.compiled and np.array_equal(fast(Xt), model.predict(Xt))
 
 
+def test_roofline_gbm_sees_part_filled_lanes_of_a_dwconv_and_old_packages_still_load():
+    import pickle
+
+    from nn_farm.predictor.fast_regressor import compile_regressor
+    from nn_farm.predictor.roofline_model import RooflineBoosted
+
+    # a dwconv that pays for whole 8-channel lanes and 4-column output tiles
+    rng = np.random.default_rng(5)
+
+    def sample(n):
+        return [dict(HW=int(rng.choice([7, 14, 28, 56, 112])), CIN=int(rng.integers(8, 160)),
+                     KERNEL_SIZE=int(rng.choice([3, 5, 7])), STRIDES=int(rng.choice([1, 2])))
+                for _ in range(n)]
+
+    def truth(cfgs):
+        return np.array([0.002 + 1e-7 * np.ceil(c["CIN"] / 8) * 8 * np.ceil(c["HW"] / c["STRIDES"] / 4) * 4
+                         * np.ceil(c["HW"] / c["STRIDES"]) * c["KERNEL_SIZE"] ** 2 for c in cfgs])
+
+    train, test = sample(250), sample(100)
+    X, Xt, yt = features("dwconv-bn-relu", train), features("dwconv-bn-relu", test), truth(test)
+    fits = {lanes: RooflineBoosted("dwconv-bn-relu", lanes=lanes).fit(X, truth(train)) for lanes in (True, False)}
+    within = {lanes: np.mean(np.abs(m.predict(Xt) / yt - 1) <= 0.05) for lanes, m in fits.items()}
+    assert within[True] >= 0.95 and within[True] - within[False] >= 0.1, within  # 98% vs 86%
+    fast = compile_regressor(pickle.loads(pickle.dumps(fits[True])))
+    assert fast.compiled and np.array_equal(fast(Xt), fits[True].predict(Xt))
+    # a package pickled before the lane inputs existed has no "lanes": it predicts as fitted
+    old = fits[False].__getstate__()
+    del old["lanes"]
+    loaded = RooflineBoosted.__new__(RooflineBoosted)
+    loaded.__setstate__(old)
+    assert np.array_equal(loaded.predict(Xt), fits[False].predict(Xt))
+
+
 # ---------------------------------------------------------------- fits on real data
 
 

@@ -109,8 +109,8 @@ def _roofline_boosted(model) -> Predict | None:
     base, correction = _compile(model.roofline_), _compile(model.correction_)
     if base is None or correction is None:
         return None
-    floor = model.floor_
-    return lambda X: boosted_predict(base, correction, floor, X)
+    floor, lanes = model.floor_, model.lane_terms()
+    return lambda X: boosted_predict(base, correction, floor, X, lanes)
 
 
 def _tree_sum(trees: np.ndarray, scale: float, divide_by: int, start=None) -> Predict:
