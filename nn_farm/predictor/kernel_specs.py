@@ -236,6 +236,20 @@ def _second(value: Any, default: int = 1) -> int:
     return int(value[0]) if value else default
 
 
+def _side(ks: Any) -> int | float:
+    """A kernel's side, from ``ks`` as [kh, kw] or [1, kh, kw, 1].
+
+    nn-Meter's one KERNEL_SIZE is index 1, which is all there is to a square
+    kernel. A kh x kw kernel is read as the square with as many taps, of side
+    sqrt(kh * kw): its multiply-adds are then its own, where index 1 would price a
+    1x7 conv as a 7x7 and its 7x1 twin as a 1x1 (InceptionV3 was predicted +70%).
+    """
+    if type(ks) is not list or len(ks) not in (2, 4):
+        return _second(ks)
+    kh, kw = (ks[0], ks[1]) if len(ks) == 2 else (ks[1], ks[2])
+    return int(kw) if kh == kw else float(np.sqrt(kh * kw))
+
+
 def _hw_of(unit: Mapping[str, Any], tensor: Sequence[int] | None = None) -> int:
     if tensor is None:
         if "inputh" in unit:
@@ -254,12 +268,12 @@ def _cin_of(unit: Mapping[str, Any]) -> int:
 
 # Any unit shape; the detector's usual one is read faster in bulk (_BULK_ROWS below).
 def _row_conv(unit):
-    return (_hw_of(unit), _cin_of(unit), int(unit["cout"]), _second(unit.get("ks")),
+    return (_hw_of(unit), _cin_of(unit), int(unit["cout"]), _side(unit.get("ks")),
             _second(unit.get("strides")))
 
 
 def _row_dwconv(unit):
-    return (_hw_of(unit), _cin_of(unit), _second(unit.get("ks")), _second(unit.get("strides")))
+    return (_hw_of(unit), _cin_of(unit), _side(unit.get("ks")), _second(unit.get("strides")))
 
 
 def _row_fc(unit):
@@ -338,11 +352,14 @@ def config_row_from_kernel_unit(unit: Mapping[str, Any]) -> tuple[str, tuple[int
 
 
 # The detector's usual unit shape, read for a whole list at once: the same rows as
-# the per-unit functions above give for such units, without a call per unit.
+# the per-unit functions above give for such units, without a call per unit (but
+# for the rare kernel that is not square).
 _BULK_ROWS = {
-    "conv": lambda units: [(int(u["inputh"]), int(u["cin"]), int(u["cout"]), int(u["ks"][1]),
+    "conv": lambda units: [(int(u["inputh"]), int(u["cin"]), int(u["cout"]),
+                            int(ks[1]) if (ks := u["ks"])[0] == ks[1] else _side(ks),
                             int(u["strides"][1])) for u in units],
-    "dwconv": lambda units: [(int(u["inputh"]), int(u["cin"]), int(u["ks"][1]),
+    "dwconv": lambda units: [(int(u["inputh"]), int(u["cin"]),
+                              int(ks[1]) if (ks := u["ks"])[0] == ks[1] else _side(ks),
                               int(u["strides"][1])) for u in units],
 }
 _BULK_ROWS["pool"] = _BULK_ROWS["dwconv"]
