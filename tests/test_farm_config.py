@@ -85,7 +85,14 @@ def test_records_are_frozen_and_checked_directly():
         AgentEntry("127.0.0.1")
 
 
-def test_a_local_ray_start_that_times_out_is_tried_once_more(monkeypatch):
+# Ray's two ways to time out starting a node, as it words them.
+_TIMEOUTS = [RuntimeError("Timed out waiting for file /tmp/x/gcs_server_port_abc"),
+             Exception("The current node timed out during startup. This could happen because some of "
+                       "the raylet failed to startup or the GCS has become overloaded.")]
+
+
+@pytest.mark.parametrize("timeout", _TIMEOUTS, ids=["gcs-port-file", "node-registration"])
+def test_a_local_ray_start_that_times_out_is_tried_once_more(monkeypatch, timeout):
     import ray
 
     from nn_farm.actors import ray_init
@@ -95,7 +102,7 @@ def test_a_local_ray_start_that_times_out_is_tried_once_more(monkeypatch):
     def init(address=None, **kwargs):
         calls.append(address)
         if len(calls) == 1:
-            raise RuntimeError("Timed out waiting for file /tmp/x/gcs_server_port_abc")
+            raise timeout
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "shutdown", lambda: None)
@@ -105,6 +112,12 @@ def test_a_local_ray_start_that_times_out_is_tried_once_more(monkeypatch):
     assert calls == [None, None]
     # joining a named cluster is not retried: its address may simply be wrong
     calls.clear()
-    with pytest.raises(RuntimeError, match="Timed out"):
+    with pytest.raises(type(timeout), match="(?i)timed out"):
         ray_init.init_ray("10.0.0.1:6379")
     assert calls == ["10.0.0.1:6379"]
+    # nor is any other failure of a local start
+    calls.clear()
+    monkeypatch.setattr(ray, "init", lambda address=None, **kw: calls.append(address) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        ray_init.init_ray()
+    assert calls == [None]
