@@ -9,3 +9,10 @@ Layers (imports point down or sideways, never up):
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# gRPC logs an INFO line ("skipping fork() handlers") whenever a process with gRPC
+# threads forks, and the farm forks converter and Ray workers all the time: in a
+# build's output those lines buried the errors. Set before anything loads grpc.
+_os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
