@@ -14,6 +14,7 @@ nn-Meter's defaults.
 Usage:
     .venv/bin/python benchmarks/kernel_accuracy.py                      # the config's budget, ~25 min quiet
     .venv/bin/python benchmarks/kernel_accuracy.py --scale 0.25 --kernels conv-bn-relu dwconv-bn-relu
+    .venv/bin/python benchmarks/kernel_accuracy.py --workspace W2 --mark s2   # an independent sample
 
 The workspace (default bench_out/kernel_accuracy) is resumable: a rerun measures
 nothing twice. A bar chart goes next to the JSON (kernel_accuracy.png); the last
@@ -92,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every INIT_SAMPLE_NUM of the default budget (default 1)")
     parser.add_argument("--iteration", type=int, help="ITERATION for every kernel (default: the budget's)")
+    parser.add_argument("--mark", default="",
+                        help="another sample of configs: the data files' mark, which also seeds the sampling")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
     ws = _workspace(pathlib.Path(args.workspace), args.kernels, args.scale, args.iteration, args.backend)
     started = time.perf_counter()
     result = build_latency_predictor(workspace=ws.root, ruletest="skip", register=False,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, mark=args.mark)
     wall = time.perf_counter() - started
     summary = result.summary()
 
@@ -130,7 +133,7 @@ def main(argv=None) -> int:
           f"budget for these kernel types: {nn_meter} kernels ({measured_total / nn_meter:.1%} of it)")
     png = _plot(ws.root / "kernel_accuracy.png", per_kernel)
     report = {
-        "benchmark": "kernel_accuracy", "backend": args.backend, "workspace": str(ws.root),
+        "benchmark": "kernel_accuracy", "backend": args.backend, "workspace": str(ws.root), "mark": args.mark,
         "runtime": summary["runtime"], "runtime_version": summary["runtime_version"],
         "kernels": per_kernel,
         "conv_acc10": per_kernel.get("conv-bn-relu", {}).get("acc10"),
