@@ -25,7 +25,9 @@ channels, which is where real models are.
 
 As in nn-Meter, part of the conv, dwconv and HW/CIN samples draw spatial size,
 kernel size and stride from a few frequent settings (:data:`FREQUENT_SETTINGS`),
-because those configs carry most of a real model's latency.
+because those configs carry most of a real model's latency; dwconv draws twice
+nn-Meter's share of kernel sizes there, mostly 7x7, for the NAS networks that
+spend most of their time in them.
 
 Config keys come from :mod:`nn_farm.predictor.kernel_specs`; customized kernels
 (``nn-farm register --kernel``) use their registered sampler class.
