@@ -244,7 +244,7 @@ def _side(ks: Any) -> int | float:
     sqrt(kh * kw): its multiply-adds are then its own, where index 1 would price a
     1x7 conv as a 7x7 and its 7x1 twin as a 1x1 (InceptionV3 was predicted +70%).
     """
-    if type(ks) is not list or len(ks) not in (2, 4):
+    if not isinstance(ks, (list, tuple)) or len(ks) not in (2, 4):
         return _second(ks)
     kh, kw = (ks[0], ks[1]) if len(ks) == 2 else (ks[1], ks[2])
     return int(kw) if kh == kw else float(np.sqrt(kh * kw))
@@ -542,11 +542,10 @@ def lane_terms(X: np.ndarray, kernel_type: str) -> np.ndarray:
     For a depthwise conv: channels and output columns rounded up to 4, 8 and 16
     lanes (4 and 8 for columns), each over the real count. A depthwise conv has
     no reduction over channels to hide a part-filled lane in, so 65 channels cost
-    nearly what 80 do; on this host's dwconv configs (five-fold cross-validation)
+    nearly what 80 do. On this host's dwconv configs (five-fold cross-validation)
     these five columns lifted the boosted correction of
-    :mod:`nn_farm.predictor.roofline_model` from
-    82% to 92% within +-10%. On conv configs they did nothing (86% to 83-85%), so
-    every other family has none.
+    :mod:`nn_farm.predictor.roofline_model` from 82% to 92% within +-10%; on conv
+    configs they did nothing (86% to 83-85%), so every other family has none.
 
     Returns:
         float64 array of shape (n, 5) for the dwconv family, (n, 0) otherwise.

@@ -68,9 +68,9 @@ class RooflineBoosted(RegressorMixin, BaseEstimator):
 
     Args:
         kernel_type: the kernel type whose features ``X`` holds.
+        n_estimators, learning_rate, max_depth, subsample, random_state: the boosting's.
         lanes: give the correction the kernel type's
             :func:`~nn_farm.predictor.kernel_specs.lane_terms` (none but dwconv has any).
-        n_estimators, learning_rate, max_depth, subsample, random_state: the boosting's.
 
     Attributes:
         roofline_: the fitted roofline pipeline.
@@ -79,16 +79,16 @@ class RooflineBoosted(RegressorMixin, BaseEstimator):
             the roofline's intercept may be negative, and a scale must stay positive.
     """
 
-    def __init__(self, kernel_type: str, lanes: bool = True, n_estimators: int = 300,
-                 learning_rate: float = 0.05, max_depth: int = 3, subsample: float = 0.8,
-                 random_state: int | None = 0):
+    def __init__(self, kernel_type: str, n_estimators: int = 300, learning_rate: float = 0.05,
+                 max_depth: int = 3, subsample: float = 0.8, random_state: int | None = 0,
+                 lanes: bool = True):
         self.kernel_type = kernel_type
-        self.lanes = lanes
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
         self.subsample = subsample
         self.random_state = random_state
+        self.lanes = lanes
 
     def fit(self, X, y):
         from sklearn.ensemble import GradientBoostingRegressor
