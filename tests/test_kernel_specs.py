@@ -151,10 +151,10 @@ def test_config_rows_of_a_batch_equal_the_rows_one_by_one():
 def test_a_kernel_that_is_not_square_is_priced_by_its_taps():
     # InceptionV3's 1x7 and 7x1 convs: nn-Meter's index 1 reads them as a 7x7 and a 1x1.
     convs = [unit("conv-bn-relu", inputh=17, cin=128, cout=192, ks=k, strides=[1, 1])
-             for k in ([1, 7], [7, 1], [3, 3])]
+             for k in ([1, 7], [7, 1], [3, 3], [1, 1, 7, 1])]
     rows = ks.config_rows("conv-bn-relu", convs)
     assert rows == [ks.config_row_from_kernel_unit(u)[1] for u in convs]
-    assert rows[0] == rows[1] and rows[0][3] == pytest.approx(7 ** 0.5) and rows[2][3] == 3
+    assert rows[0] == rows[1] == rows[3] and rows[0][3] == pytest.approx(7 ** 0.5) and rows[2][3] == 3
     assert type(rows[2][3]) is int  # square kernels keep nn-Meter's integer config
     flops = ks.features("conv-bn-relu", np.array(rows, dtype=float))[:, 5] * 2e6
     assert flops[:2] == pytest.approx(2 * 17 * 17 * 192 * (7 * 128 + 1))

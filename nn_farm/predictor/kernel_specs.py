@@ -353,13 +353,14 @@ def config_row_from_kernel_unit(unit: Mapping[str, Any]) -> tuple[str, tuple[int
 
 # The detector's usual unit shape, read for a whole list at once: the same rows as
 # the per-unit functions above give for such units, without a call per unit (but
-# for the rare kernel that is not square).
+# for the rare kernel that is not square). ks[1] == ks[-2] is "square" in both of
+# _side's spellings, [kh, kw] and [1, kh, kw, 1].
 _BULK_ROWS = {
     "conv": lambda units: [(int(u["inputh"]), int(u["cin"]), int(u["cout"]),
-                            int(ks[1]) if (ks := u["ks"])[0] == ks[1] else _side(ks),
+                            int(ks[1]) if (ks := u["ks"])[1] == ks[-2] else _side(ks),
                             int(u["strides"][1])) for u in units],
     "dwconv": lambda units: [(int(u["inputh"]), int(u["cin"]),
-                              int(ks[1]) if (ks := u["ks"])[0] == ks[1] else _side(ks),
+                              int(ks[1]) if (ks := u["ks"])[1] == ks[-2] else _side(ks),
                               int(u["strides"][1])) for u in units],
 }
 _BULK_ROWS["pool"] = _BULK_ROWS["dwconv"]
