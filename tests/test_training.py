@@ -110,10 +110,17 @@ def test_log_forest_is_a_plain_forest_that_the_predictor_compiles():
     assert min(ms) <= pred.min() and pred.max() <= max(ms)
 
 
+def _assert_compiles_from_its_pickle(model, X):
+    """What a package does with a fitted regressor: unpickle it, compile it, get predict's results."""
+    from nn_farm.predictor.fast_regressor import compile_regressor
+
+    fast = compile_regressor(pickle.loads(pickle.dumps(model)))
+    assert fast.compiled and np.array_equal(fast(X), model.predict(X))
+
+
 def test_roofline_extrapolates_where_trees_cannot_and_the_predictor_compiles_it():
     from sklearn.pipeline import Pipeline
 
-    from nn_farm.predictor.fast_regressor import compile_regressor
     from nn_farm.predictor.kernel_specs import cost_terms
 
     # relu on this host: a fixed cost plus time per element (what memory-bound ops do)
@@ -128,14 +135,10 @@ def test_roofline_extrapolates_where_trees_cannot_and_the_predictor_compiles_it(
     assert np.max(forest.predict(Xbig)) <= np.max(truth(small))  # trees stay inside what they saw
     # the package's pickle needs only the predictor: the cost terms live there
     assert isinstance(roofline, Pipeline) and roofline.steps[0][1].func is cost_terms
-    fast = compile_regressor(pickle.loads(pickle.dumps(roofline)))
-    assert fast.compiled and np.array_equal(fast(Xbig), roofline.predict(Xbig))
+    _assert_compiles_from_its_pickle(roofline, Xbig)
 
 
 def test_roofline_gbm_learns_shape_effects_on_top_of_the_roofline():
-    import pickle
-
-    from nn_farm.predictor.fast_regressor import compile_regressor
     from nn_farm.predictor.kernel_specs import cost_terms
     from nn_farm.predictor.roofline_model import RooflineBoosted
 
@@ -161,14 +164,10 @@ def test_roofline_gbm_learns_shape_effects_on_top_of_the_roofline():
     assert rmspe["roofline-gbm"] < 0.6 * min(rmspe["roofline"], rmspe["gbm-log"]), rmspe  # 6.7% vs 12.7%, 20%
     model = fit_learner("roofline-gbm", "conv-bn-relu", X, truth(train))
     assert type(model) is RooflineBoosted
-    fast = compile_regressor(pickle.loads(pickle.dumps(model)))
-    assert fast.compiled and np.array_equal(fast(Xt), model.predict(Xt))
+    _assert_compiles_from_its_pickle(model, Xt)
 
 
 def test_roofline_gbm_sees_part_filled_lanes_of_a_dwconv_and_old_packages_still_load():
-    import pickle
-
-    from nn_farm.predictor.fast_regressor import compile_regressor
     from nn_farm.predictor.roofline_model import RooflineBoosted
 
     # a dwconv that pays for whole 8-channel lanes and 4-column output tiles
@@ -188,8 +187,7 @@ def test_roofline_gbm_sees_part_filled_lanes_of_a_dwconv_and_old_packages_still_
     fits = {lanes: RooflineBoosted("dwconv-bn-relu", lanes=lanes).fit(X, truth(train)) for lanes in (True, False)}
     within = {lanes: np.mean(np.abs(m.predict(Xt) / yt - 1) <= 0.05) for lanes, m in fits.items()}
     assert within[True] >= 0.95 and within[True] - within[False] >= 0.1, within  # 98% vs 86%
-    fast = compile_regressor(pickle.loads(pickle.dumps(fits[True])))
-    assert fast.compiled and np.array_equal(fast(Xt), fits[True].predict(Xt))
+    _assert_compiles_from_its_pickle(fits[True], Xt)
     # a package pickled before the lane inputs existed has no "lanes": it predicts as fitted
     old = fits[False].__getstate__()
     del old["lanes"]
