@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nn_farm.builder import sampling
 from nn_farm.builder.priors import load_prior
 from nn_farm.builder.sampling import (
     FINEGRAINED_RANGE,
     FREQUENT_SETTINGS,
+    SEARCH_SPACE_KERNEL_SIZES,
+    SEARCH_SPACE_RESOLUTIONS,
+    SEARCH_SPACE_SHARE,
     VALID_HWS,
     VALID_KERNEL_SIZES,
     VALID_POOL_KERNEL_SIZES,
@@ -55,7 +59,12 @@ def test_every_kernel_type_samples_valid_unique_configs(kernel_type):
     if family in ("conv", "dwconv"):
         assert set(column["KERNEL_SIZE"]) <= set(VALID_KERNEL_SIZES)
         assert set(column["STRIDES"]) <= set(VALID_STRIDES)
+    if family == "conv":
         assert set(column["HW"]) <= set(VALID_HWS[family])
+    if family == "dwconv":
+        # Off the valid maps only where a search-space row scaled a zoo map (<= 112).
+        off = column["HW"][~np.isin(column["HW"], VALID_HWS[family])]
+        assert off.size and off.min() >= 1 and off.max() <= 112
     if family == "pool":
         assert set(column["KERNEL_SIZE"]) <= set(VALID_POOL_KERNEL_SIZES)
         assert set(column["POOL_STRIDES"]) <= set(VALID_POOL_STRIDES)
@@ -100,23 +109,46 @@ def test_each_prior_column_is_reproduced_by_inverse_cdf(family, column, where):
     assert _cdf_gap_at_bin_edges(samples, values) < 0.05
 
 
-def test_dwconv_channels_follow_the_prior_at_the_default_budget():
+def test_dwconv_channels_follow_the_prior_at_the_default_budget(monkeypatch):
+    # Outside the search-space share (whose rows take a zoo layer's channels, every
+    # stage alike, so small channel counts weigh more there).
+    monkeypatch.setattr(sampling, "SEARCH_SPACE_SHARE", 0.0)
     prior = load_prior("dwconv")["cin"]
     samples = np.array([c["CIN"] for c in sample_kernel_configs("dwconv-bn-relu", 200, seed=1)])
     # 3 sigma of a CDF estimate from 200 draws is 0.11.
     assert _cdf_gap_at_bin_edges(samples, prior) < 0.11
 
 
-def test_kernel_size_frequencies_follow_the_prior_outside_the_frequent_share():
-    # dwconv: outside the frequent share draws follow the prior, where ks 3 dominates;
-    # inside it, 7x7 does (what NAS networks spend their dwconv time on).
+def test_kernel_size_frequencies_follow_the_prior_outside_the_frequent_and_search_space_shares():
+    # dwconv: outside both shares draws follow the prior, where ks 3 dominates; inside
+    # them, 7x7 does (what NAS networks spend their dwconv time on).
     share, weights = FREQUENT_SETTINGS["dwconv"][1]["KERNEL_SIZE"]
+    space = SEARCH_SPACE_KERNEL_SIZES
     prior_ks = load_prior("dwconv")["ks"]
     ks = np.array([c["KERNEL_SIZE"] for c in sample_kernel_configs("dwconv-bn-relu", 2000, seed=4)])
     for size in (3, 7):
-        expected = (1 - share) * np.mean(prior_ks == size) + share * weights.get(size, 0) / sum(weights.values())
+        outside = (1 - share) * np.mean(prior_ks == size) + share * weights.get(size, 0) / sum(weights.values())
+        inside = space.get(size, 0) / sum(space.values())
+        expected = (1 - SEARCH_SPACE_SHARE) * outside + SEARCH_SPACE_SHARE * inside
         assert abs(np.mean(ks == size) - expected) < 0.05, (size, np.mean(ks == size), expected)
     assert np.mean(ks == 7) > 0.25
+
+
+def test_dwconv_draws_zoo_layers_at_search_space_resolutions():
+    # NAS spaces with elastic resolution put dwconvs on maps like 10, 12, 24, 48, 96, and
+    # 7x7s on large maps with few channels; snapped, independent columns give neither.
+    prior = load_prior("dwconv")
+    configs = sample_kernel_configs("dwconv-bn-relu", 2000, seed=5)
+    hw, cin, ks = (np.array([c[k] for c in configs]) for k in ("HW", "CIN", "KERNEL_SIZE"))
+    off = ~np.isin(hw, VALID_HWS["dwconv"])
+    assert np.mean(off) > 0.2
+    # Those rows keep a zoo layer's channels, on a map scaled down from its zoo map.
+    assert set(cin[off]) <= set(prior["cin"])
+    lowest = min(SEARCH_SPACE_RESOLUTIONS) / 224
+    assert np.all(hw[off] >= np.floor(lowest * prior["input_h"].min()))
+    assert np.all(hw[off] <= prior["input_h"].max())
+    # Every zoo stage is drawn alike, so large maps get their share of 7x7s.
+    assert np.mean((ks == 7) & (hw >= 40)) > 0.06
 
 
 def test_sampling_is_reproducible_and_seed_dependent():

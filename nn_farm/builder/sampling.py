@@ -54,6 +54,9 @@ __all__ = [
     "VALID_POOL_KERNEL_SIZES",
     "VALID_POOL_STRIDES",
     "FREQUENT_SETTINGS",
+    "SEARCH_SPACE_SHARE",
+    "SEARCH_SPACE_RESOLUTIONS",
+    "SEARCH_SPACE_KERNEL_SIZES",
     "FINEGRAINED_RANGE",
     "inverse_cdf_sample",
     "snap",
@@ -91,6 +94,20 @@ FREQUENT_SETTINGS = {
                      "STRIDES": {2: 0.5, 1: 0.5}}),
     "hw_cin": (0.2, {"HW": {112: 0.4, 56: 0.4, 28: 0.2}}),
 }
+# A share of dwconv configs are zoo dwconv layers moved into a MobileNet-style search
+# space (MobileNetV3, OFA, ProxylessNAS). Such spaces pick kernel size 3, 5 or 7 per
+# block and vary the input resolution (OFA: 128-224 px in steps of 4), so their
+# dwconvs meet every map size from 4 to 112, not only the zoo's 7/14/28/56/112, and
+# put 7x7s on large maps, which independent columns rarely pair with few channels. On
+# 40 NAS-sampled networks 41% of the dwconv time was at maps of 10-28 that snapping
+# never gives (10, 12, 20, 24), and 37% at maps of 40-112. A zoo row keeps its
+# channels and stride (so channels stay real for the map size), its map is scaled to a
+# drawn resolution, unsnapped (a map's width against the vector lanes is part of what
+# these rows teach), and each zoo stage (7, 14, 28, 56, 112 at 224 px) is drawn
+# equally often: the zoo's rows are mostly NASNetMobile's at 7-28.
+SEARCH_SPACE_SHARE = 0.4
+SEARCH_SPACE_RESOLUTIONS = tuple(range(128, 225, 4))
+SEARCH_SPACE_KERNEL_SIZES = {3: 0.2, 5: 0.3, 7: 0.5}
 # Fine-grained channels: uniform in [low * C, high * C] (nn-Meter's paper and docs).
 FINEGRAINED_RANGE = (0.4, 1.2)
 # Kernels whose channels must be even (they split the channels in two).
@@ -174,6 +191,24 @@ def _with_frequent(column: np.ndarray, family: str, key: str, rng) -> np.ndarray
     return column
 
 
+def _search_space_dwconv(columns: dict, rng) -> dict:
+    """Replace a share of dwconv rows by zoo layers at search-space resolutions and kernel sizes."""
+    p = load_prior("dwconv")
+    stages = snap(p["input_h"], VALID_HWS["dwconv"])
+    rows = [np.flatnonzero(stages == stage) for stage in np.unique(stages)]
+    mask = rng.random(len(columns["HW"])) < SEARCH_SPACE_SHARE
+    picks = np.array([rng.choice(rows[i]) for i in rng.integers(len(rows), size=int(mask.sum()))], dtype=np.int64)
+    resolution = rng.choice(SEARCH_SPACE_RESOLUTIONS, size=len(picks))
+    sizes = np.asarray(list(SEARCH_SPACE_KERNEL_SIZES))
+    weights = np.asarray(list(SEARCH_SPACE_KERNEL_SIZES.values()))
+    columns = {key: column.copy() for key, column in columns.items()}
+    columns["HW"][mask] = np.ceil(p["input_h"][picks] * resolution / 224)
+    columns["CIN"][mask] = p["cin"][picks]
+    columns["STRIDES"][mask] = p["stride"][picks]
+    columns["KERNEL_SIZE"][mask] = rng.choice(sizes, size=len(picks), p=weights / weights.sum())
+    return columns
+
+
 def _snapped(values, n, rng, valid) -> np.ndarray:
     return snap(inverse_cdf_sample(values, n, rng), valid)
 
@@ -206,6 +241,7 @@ def _dwconv_columns(n, rng):
     }
     for key in ("HW", "KERNEL_SIZE", "STRIDES"):
         columns[key] = _with_frequent(columns[key], "dwconv", key, rng)
+    columns = _search_space_dwconv(columns, rng)
     columns["COUT"] = columns["CIN"]
     return columns
 
