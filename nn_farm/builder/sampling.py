@@ -27,7 +27,9 @@ As in nn-Meter, part of the conv, dwconv and HW/CIN samples draw spatial size,
 kernel size and stride from a few frequent settings (:data:`FREQUENT_SETTINGS`),
 because those configs carry most of a real model's latency; dwconv draws twice
 nn-Meter's share of kernel sizes there, mostly 7x7, for the NAS networks that
-spend most of their time in them.
+spend most of their time in them. And 40% of dwconv configs are zoo layers moved
+into a MobileNet-style search space (:data:`SEARCH_SPACE_SHARE`): the map scaled to
+an elastic input resolution and left unsnapped, the kernel size the space's.
 
 Config keys come from :mod:`nn_farm.predictor.kernel_specs`; customized kernels
 (``nn-farm register --kernel``) use their registered sampler class.

@@ -9,7 +9,8 @@ that fit a cache or not, one microkernel or another picked by size.
 :class:`RooflineBoosted` keeps the roofline as the scale and learns that detail as a
 factor: gradient-boosted trees on log(latency / roofline), given the features and
 the roofline's own log estimate, and for a depthwise conv how much of the vector
-lanes its shape leaves idle (:func:`~nn_farm.predictor.kernel_specs.lane_terms`).
+lanes its shape leaves idle (:func:`~nn_farm.predictor.kernel_specs.lane_terms`); a
+conv's roofline counts its work in whole tiles of output channels as well.
 On the conv and dwconv configs of two demo builds on this host (385 and 259,
 five-fold cross-validation) it put 95.8% and 88.0% within +-10%, against 89.1% and
 81.5% for boosting on log latency alone and 41% and 36% for the roofline alone; the
@@ -30,15 +31,20 @@ from sklearn.base import BaseEstimator, RegressorMixin
 __all__ = ["roofline", "fit_roofline", "RooflineBoosted", "boosted_predict"]
 
 
-def roofline(kernel_type: str):
-    """An unfitted roofline pipeline (:func:`fit_roofline` fits it)."""
+def roofline(kernel_type: str, lanes: bool = True):
+    """An unfitted roofline pipeline (:func:`fit_roofline` fits it).
+
+    ``lanes``: a conv's work also counted in whole vector tiles of output channels
+    (:func:`~nn_farm.predictor.kernel_specs.cost_terms`). Pipelines pickled before
+    that carry no ``lanes`` argument and keep the two plain terms.
+    """
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     from nn_farm.predictor.kernel_specs import cost_terms
 
-    return make_pipeline(FunctionTransformer(cost_terms, kw_args={"kernel_type": kernel_type}),
+    return make_pipeline(FunctionTransformer(cost_terms, kw_args={"kernel_type": kernel_type, "lanes": lanes}),
                          LinearRegression(positive=True))
 
 
@@ -69,8 +75,10 @@ class RooflineBoosted(RegressorMixin, BaseEstimator):
     Args:
         kernel_type: the kernel type whose features ``X`` holds.
         n_estimators, learning_rate, max_depth, subsample, random_state: the boosting's.
-        lanes: give the correction the kernel type's
-            :func:`~nn_farm.predictor.kernel_specs.lane_terms` (none but dwconv has any).
+        lanes: how full the vector lanes are, where the kernel type has a measure of it:
+            the correction gets :func:`~nn_farm.predictor.kernel_specs.lane_terms`
+            (dwconv) and the roofline counts work in whole tiles of output channels
+            (conv; :func:`~nn_farm.predictor.kernel_specs.cost_terms`).
 
     Attributes:
         roofline_: the fitted roofline pipeline.
@@ -97,7 +105,7 @@ class RooflineBoosted(RegressorMixin, BaseEstimator):
         y = np.asarray(y, dtype=np.float64)
         if y.size == 0 or np.any(y <= 0):
             raise ValueError("latencies must be positive")
-        self.roofline_ = fit_roofline(roofline(self.kernel_type), X, y)
+        self.roofline_ = fit_roofline(roofline(self.kernel_type, lanes=self.lanes), X, y)
         self.floor_ = 0.5 * float(y.min())
         scale = np.maximum(self.roofline_.predict(X), self.floor_)
         self.correction_ = GradientBoostingRegressor(
