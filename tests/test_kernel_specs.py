@@ -172,3 +172,17 @@ def test_cost_terms_grow_with_the_kernel(kernel_type):
                           kernel_type)
     assert terms.shape == (2, 2) and np.all(np.isfinite(terms)) and np.all(terms >= 0)
     assert np.all(terms[1] >= terms[0]) and terms[1].sum() > terms[0].sum()
+    tiled = ks.cost_terms(ks.features(kernel_type, [{k: c[k] for k in spec.config_keys} for c in (small, big)]),
+                          kernel_type, lanes=True)
+    if spec.family == "conv":
+        # Multiply-adds plain, in 8- and 16-channel output tiles (32 channels fill both), moved.
+        assert tiled.shape == (2, 4) and np.array_equal(tiled[:, [0, 3]], terms)
+        assert np.array_equal(tiled[:, 1], terms[:, 0]) and np.array_equal(tiled[:, 2], terms[:, 0])
+    else:
+        assert np.array_equal(tiled, terms)
+
+
+def test_conv_tiles_count_part_filled_output_tiles_whole():
+    X = ks.features("conv-bn-relu", [dict(HW=56, CIN=64, COUT=cout, KERNEL_SIZE=1, STRIDES=1) for cout in (16, 17, 24)])
+    flops, by8, by16, _ = ks.cost_terms(X, "conv-bn-relu", lanes=True).T
+    assert np.allclose(by8 / flops, [1, 24 / 17, 1]) and np.allclose(by16 / flops, [1, 32 / 17, 32 / 24])

@@ -20,7 +20,8 @@ pickled models load wherever the predictor does (it never imports the builder), 
     loglinear  least squares of log latency on log features: a power law, which
                suits element-wise kernels (latency ~ HW^2 * CIN) that trees cannot
                extrapolate.
-    roofline   latency = fixed cost + a * multiply-adds + b * elements moved, the
+    roofline   latency = fixed cost + a * multiply-adds + b * elements moved (for a
+               conv, multiply-adds in whole output-channel tiles too), the
                coefficients non-negative, fitted for relative error on
                :func:`nn_farm.predictor.kernel_specs.cost_terms`: few parameters, so it
                holds with few configs and beyond the sampled sizes.
