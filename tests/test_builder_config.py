@@ -47,7 +47,7 @@ def test_create_command_writes_nn_meter_configs(tmp_path):
 
     predbuild = _read(ws / "configs" / "predictorbuild_config.yaml")
     assert set(predbuild) == PREDBUILD_KEYS
-    assert len(predbuild["KERNELS"]) == 16
+    assert len(predbuild["KERNELS"]) == 17
     for name, entry in predbuild["KERNELS"].items():
         assert set(entry) == KERNEL_KEYS, name
     conv = predbuild["KERNELS"]["conv-bn-relu"]

@@ -109,7 +109,7 @@ def test_register_list_unregister_round_trip(tmp_path, package, capsys):
     assert "  conv" in _listed(capsys, "operator")
     assert "  dwconv-bn-hswish" in _listed(capsys, "kernel")
     assert "  host-cpu-litert" in _listed(capsys, "backend")
-    assert len(registry.builtin_names("kernel")) == 29
+    assert len(registry.builtin_names("kernel")) == 30
 
     # The registry is a file under NN_FARM_HOME, readable by another process.
     stored = yaml.safe_load(registry.registry_path().read_text())

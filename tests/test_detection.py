@@ -110,7 +110,7 @@ def test_shufflenet_v2(zoo):
 
 def test_efficientnet_b0(zoo):
     # stem conv3x3-bn-SiLU -> conv, swish (x*sigmoid(x); TFLite does not fuse it; nn-Meter
-    # has no swish predictor, so kernel_specs prices it as hswish).
+    # has no swish predictor, nn-farm has: the swish kernel type).
     # 16 MBConv blocks (expand,k,s,in,out,n: 1,3,1,32,16,1 / 6,3,2,16,24,2 /
     # 6,5,2,24,40,2 / 6,3,2,40,80,3 / 6,5,1,80,112,3 / 6,5,2,112,192,4 / 6,3,1,192,320,1).
     # 15 have an expand conv-bn-SiLU; all have dw-bn-SiLU, an SE (gap, conv, SiLU, conv,
@@ -122,7 +122,8 @@ def test_efficientnet_b0(zoo):
                                "global-avgpool": 1, "fc": 1}
     ks = sorted({tuple(k["ks"]) for k in kernels if k["op"] == "dwconv"})
     assert ks == [(3, 3), (5, 5)]
-    # every kernel prices, the 33 swish kernels with the hswish model
+    # every kernel prices; the fixture package predates the swish kernel, so the 33 swish
+    # kernels fall back to its hswish model
     from nn_farm.predictor import load_latency_predictor
 
     fixture = Path(__file__).parents[1] / "nn_farm/predictor/fixtures/synthetic_fixture_cpu"

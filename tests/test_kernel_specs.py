@@ -12,6 +12,7 @@ ISSUE_KERNELS = [
     "dwconv-bn-relu", "dwconv-bn-relu6", "dwconv-block", "dwconv-bn-hswish", "maxpool",
     "avgpool", "fc", "concat", "split", "channelshuffle", "se", "global-avgpool", "bnrelu",
     "bn", "hswish", "relu", "addrelu", "add",
+    "swish",  # beyond nn-Meter's: EfficientNets' activation
 ]
 
 
@@ -90,9 +91,9 @@ def test_units_map_to_nnmeter_kernel_types():
         "dwconv-bn"
     assert ks.config_from_kernel_unit(unit("bn-relu", input_tensors=[[1, 14, 14, 8]]))[0] == "bnrelu"
     assert ks.config_from_kernel_unit(unit("fc-relu", cin=10, cout=5))[0] == "fc"
-    # swish has no nn-Meter kernel: priced as hswish, alone and behind a conv
+    # swish has no nn-Meter kernel; alone it has nn-farm's, behind a conv it is priced as hswish
     swish = unit("swish", inputh=112, cin=32, input_tensors=[[1, 112, 112, 32]])
-    assert ks.config_from_kernel_unit(swish) == ("hswish", dict(HW=112, CIN=32))
+    assert ks.config_from_kernel_unit(swish) == ("swish", dict(HW=112, CIN=32))
     assert ks.kernel_type_of("conv-swish") == "conv-hswish"
     assert ks.kernel_type_of("dwconv-bn-swish") == "dwconv-bn-hswish"
     assert ks.kernel_type_of("dwconv-swish") == "dwconv-bn-hswish"
@@ -132,6 +133,7 @@ def test_conv_families_fall_back_to_nnmeter_merged_kernels():
     assert ks.fallback_kernel_type("dwconv-bn") == "dwconv-bn-relu"
     assert ks.fallback_kernel_type("conv-bn-relu") is None
     assert ks.fallback_kernel_type("relu") is None
+    assert ks.fallback_kernel_type("swish") == "hswish"  # packages built before it had a kernel
 
 
 def test_config_rows_of_a_batch_equal_the_rows_one_by_one():

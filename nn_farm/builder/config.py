@@ -107,11 +107,11 @@ _RULETEST_DEFAULTS = {
 
 # The kernels nn-Meter builds by default: one per family stands for its siblings
 # (conv-bn-relu for every conv-*, dwconv-bn-relu for every dwconv-*), because one
-# conv dominates the latency of its kernel.
+# conv dominates the latency of its kernel. And swish, which nn-Meter lacks.
 DEFAULT_BUILD_KERNELS = (
     "conv-bn-relu", "dwconv-bn-relu", "maxpool", "avgpool", "fc", "concat", "split",
     "channelshuffle", "se", "global-avgpool", "bnrelu", "bn", "hswish", "relu",
-    "addrelu", "add",
+    "addrelu", "add", "swish",
 )
 
 

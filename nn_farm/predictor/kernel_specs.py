@@ -106,6 +106,10 @@ _FAMILIES = {
     "add": ["addrelu", "add"],
     "hw_cin": [
         "split", "channelshuffle", "se", "global-avgpool", "bnrelu", "bn", "hswish", "relu",
+        # Not one of nn-Meter's: swish / SiLU, x * sigmoid(x), which EfficientNets use
+        # everywhere and TFLite does not fuse. It costs 3.5-3.8x hswish here (sigmoid's
+        # exp against a clamp), so pricing it as hswish put EfficientNets 10-16% low.
+        "swish",
     ],
 }
 
@@ -135,6 +139,8 @@ _ALIASES = {
 # A package that lacks the exact conv / dwconv kernel predicts it with this one:
 # nn-Meter ships and merges into exactly these two (merge_conv_kernels).
 _FAMILY_FALLBACK = {"conv": "conv-bn-relu", "dwconv": "dwconv-bn-relu"}
+# Packages built before nn-farm had a swish kernel (and nn-Meter's) price it as hswish.
+_STAND_INS = {"swish": "hswish"}
 
 
 def get_spec(kernel_type: str) -> KernelSpec:
@@ -184,14 +190,10 @@ def kernel_type_of(op: str) -> str:
         return alias
     parts = op.split("-")
     if "swish" in parts:
-        # swish / SiLU (x * sigmoid(x)): nn-Meter has no swish kernel, neither on
-        # its own nor fused behind a conv (its kernel list and its feature code,
-        # get_predict_features, know hswish only). It is priced as the kernel it
-        # resembles: hswish, x * relu6(x + 3) / 6, the same one elementwise pass
-        # over one NHWC tensor with the same features (HW, CIN); "conv-swish" is
-        # priced as "conv-hswish" and so on. Sigmoid's exp costs somewhat more than
-        # hswish's clamp, so this leans low; a package that measured swish would
-        # need a spec of its own here.
+        # swish fused behind a conv ("conv-swish", on runtimes that fuse it; TFLite
+        # does not): nn-Meter has no such kernel, and neither has nn-farm. It is
+        # priced as the hswish kernel of the same shape, one elementwise pass over
+        # the conv's output, which leans low (sigmoid's exp costs more than a clamp).
         return kernel_type_of("-".join("hswish" if p == "swish" else p for p in parts))
     head, _, rest = op.partition("-")
     if head in ("conv", "dwconv"):
@@ -212,11 +214,12 @@ def fallback_kernel_type(kernel_type: str) -> str | None:
 
     nn-Meter packages hold only ``conv-bn-relu`` and ``dwconv-bn-relu`` for the conv
     families; their features have the same layout, so the family's model is used.
+    A package without ``swish`` prices it with ``hswish``, one elementwise pass too.
     """
     spec = KERNEL_SPECS.get(kernel_type)
     if spec is None:
         return None
-    fallback = _FAMILY_FALLBACK.get(spec.family)
+    fallback = _STAND_INS.get(kernel_type) or _FAMILY_FALLBACK.get(spec.family)
     return fallback if fallback != kernel_type else None
 
 

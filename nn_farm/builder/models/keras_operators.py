@@ -117,6 +117,11 @@ class Hswish(base.Hswish):
         return lambda x: x * _hard_sigmoid(k, x)
 
 
+class Swish(base.Swish):
+    def get_model(self):
+        return keras().layers.Activation("swish")
+
+
 class Reshape(base.Reshape):
     def get_model(self):
         return keras().layers.Reshape(self.get_output_shape())

@@ -53,6 +53,7 @@ KERNEL_RECIPES: dict[str, tuple[str, ...]] = {
     "bnrelu": ("bn", "relu"),
     "bn": ("bn",),
     "hswish": ("hswish",),
+    "swish": ("swish",),
     "relu": ("relu",),
     "addrelu": ("add", "relu"),
     "add": ("add",),

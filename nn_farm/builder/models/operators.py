@@ -123,6 +123,10 @@ class Hswish(BaseOperator):
     name = "hswish"
 
 
+class Swish(BaseOperator):
+    name = "swish"
+
+
 class Reshape(BaseOperator):
     """nn-Meter's reshape: ``SHAPE_TO`` if given, else [H, W, C] -> [C, H, W] and
     [N] -> [1, 2, N/2]."""

@@ -37,6 +37,7 @@ BUILTIN_OPERATORS = {
     "relu6": "Relu6",
     "sigmoid": "Sigmoid",
     "hswish": "Hswish",
+    "swish": "Swish",
     "reshape": "Reshape",
     "add": "Add",
     "concat": "Concat",

@@ -117,6 +117,11 @@ class Hswish(base.Hswish):
         return _nn().Hardswish()
 
 
+class Swish(base.Swish):
+    def get_model(self):
+        return _nn().SiLU()
+
+
 class Reshape(base.Reshape):
     def get_model(self):
         return _layers().Reshape(to_torch_shape(self.get_output_shape()))

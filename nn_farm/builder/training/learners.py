@@ -76,6 +76,7 @@ NNMETER_RF_PARAMS: dict[str, dict[str, tuple[int, int, int]]] = {
     "maxpool": {"cpu": (50, 210, 5), "gpu": (50, 370, 5), "vpu": (50, 370, 5)},
     "global-avgpool": {"cpu": (70, 370, 2)},
     "hswish": {"cpu": (50, 190, 2), "gpu": (50, 190, 2), "vpu": (50, 110, 2)},
+    "swish": {"cpu": (50, 190, 2), "gpu": (50, 190, 2), "vpu": (50, 110, 2)},  # nn-Meter has none: hswish's
     "avgpool": {"cpu": (50, 370, 5), "gpu": (50, 370, 5), "vpu": (50, 390, 5)},
     "bnrelu": {"cpu": (50, 370, 2), "gpu": (50, 190, 2), "vpu": (50, 570, 2)},
     "relu": {"cpu": (50, 370, 2), "gpu": (50, 190, 2), "vpu": (50, 190, 2)},
