@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from nn_farm.actors.config import AgentEntry, FarmConfig, load_farm_config
@@ -97,19 +99,29 @@ def test_a_local_ray_start_that_times_out_is_tried_once_more(monkeypatch, timeou
 
     from nn_farm.actors import ray_init
 
-    calls = []
+    calls, left_behind = [], []
 
     def init(address=None, **kwargs):
         calls.append(address)
         if len(calls) == 1:
+            # what a timed-out start leaves: a GCS server that nothing will stop
+            left_behind.append(subprocess.Popen(["sleep", "300"]))
             raise timeout
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     monkeypatch.setattr(ray, "init", init)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ray_init.init_ray()
-    assert calls == [None, None]
+    bystander = subprocess.Popen(["sleep", "300"])  # started before: not the start's to stop
+    try:
+        ray_init.init_ray()
+        assert calls == [None, None]
+        assert left_behind[0].wait(timeout=10) is not None
+        assert bystander.poll() is None
+    finally:
+        for proc in (bystander, *left_behind):
+            proc.kill()
+            proc.wait()
     # joining a named cluster is not retried: its address may simply be wrong
     calls.clear()
     with pytest.raises(type(timeout), match="(?i)timed out"):

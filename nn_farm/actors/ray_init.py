@@ -56,6 +56,10 @@ def init_ray(address: str | None = None, **kwargs) -> None:
         ray_environment()
         kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("log_to_driver", False)
+    import psutil  # a dependency of Ray's
+
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}
     try:
         ray.init(address=address, **kwargs)
     except Exception as exc:  # Ray raises a bare Exception for the second timeout
@@ -67,7 +71,22 @@ def init_ray(address: str | None = None, **kwargs) -> None:
             raise
         logging.getLogger(__name__).warning("starting a local Ray timed out (%s); trying once more", exc)
         ray.shutdown()
+        # The failed start's GCS server and monitor outlive it (Ray never got a node
+        # object to stop them with): stop what it started, by PID.
+        _stop_new_children(me, before)
         ray.init(address=address, **kwargs)
+
+
+def _stop_new_children(me, before: set) -> None:
+    import psutil
+
+    started = [child for child in me.children(recursive=True) if child.pid not in before]
+    for child in started:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(started, timeout=10)
 
 
 def placement(resource: str) -> dict:

@@ -136,7 +136,7 @@ class KernelBudget:
 # LiteRT on one thread. Measured here (a throwaway probe over 46 kernels of every
 # type, 2026-11-22, load average 12 on 2 cores): per kernel, median 2.8 s to build
 # and convert to .tflite and 0.5 s to measure (timing gate off). A quiet host should
-# need roughly a fifth of the conversion time (not measured: an estimate), so 920
+# need roughly a fifth of the conversion time (not measured: an estimate), so 950
 # initial kernels plus one adaptive round take about 12-15 minutes with conversion
 # running beside the measuring core. conv and dwconv get most:
 # they dominate model latency and carry the accuracy targets; the other kernels are
