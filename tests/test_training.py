@@ -235,6 +235,18 @@ def test_a_conv_roofline_counts_whole_output_channel_tiles_and_old_rooflines_kee
 # ---------------------------------------------------------------- fits on real data
 
 
+def test_with_too_few_configs_to_choose_the_roofline_is_fitted_not_a_forest():
+    ids, configs, ms = _loaded("relu")
+    train, test = slice(0, 10), slice(10, None)
+    fit = fit_kernel("relu", configs[train], ms[train], configs[test], ms[test], seed=0)
+    assert fit.learner == "roofline" and not fit.candidates
+    forest = fit_kernel("relu", configs[train], ms[train], configs[test], ms[test], seed=0, learner="rf")
+    assert fit.metrics["acc10"] > forest.metrics["acc10"], (fit.metrics, forest.metrics)
+    # a candidate list without the roofline keeps its first
+    assert fit_kernel("relu", configs[train], ms[train], configs[test], ms[test],
+                      candidates=("gbm-log", "rf")).learner == "gbm-log"
+
+
 def _trivial(kernel_type, fit):
     """The median training latency for every test config, on the fit's split."""
     test = set(fit.test_ids)

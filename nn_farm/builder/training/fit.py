@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nn_farm.builder.training.learners import (DEFAULT_CANDIDATES, DEFAULT_LEARNER, LEARNERS,
+from nn_farm.builder.training.learners import (DEFAULT_CANDIDATES, LEARNERS, SMALL_DATA_LEARNER,
                                                fit_learner, hardware_of)
 from nn_farm.builder.training.metrics import latency_metrics
 from nn_farm.predictor.kernel_specs import features, get_spec
@@ -40,7 +40,8 @@ __all__ = ["KernelFit", "split_ids", "fit_kernel", "fit_kernel_data", "build_pre
 
 log = logging.getLogger("nn_farm.builder.training")
 
-# Below this many training configs a cross-validated choice is noise: use the default.
+# Below this many training configs a cross-validated choice is noise: SMALL_DATA_LEARNER
+# (or the first candidate, if it is not one).
 MIN_TRAIN_FOR_CHOICE = 15
 
 
@@ -205,7 +206,7 @@ def fit_kernel(kernel_type: str, train_configs, train_latency_ms: Sequence[float
     if learner is not None:
         chosen = learner
     elif len(X) < max(MIN_TRAIN_FOR_CHOICE, 2 * cv_folds) or len(candidates) == 1:
-        chosen = candidates[0] if len(candidates) == 1 else DEFAULT_LEARNER
+        chosen = SMALL_DATA_LEARNER if SMALL_DATA_LEARNER in candidates else candidates[0]
     else:
         for name in candidates:
             scores[name] = _cv_scores(name, kernel_type, X, y, folds=cv_folds, seed=seed,
