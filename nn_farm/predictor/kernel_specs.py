@@ -493,8 +493,8 @@ def cost_terms(X: np.ndarray, kernel_type: str, lanes: bool = False) -> np.ndarr
     Mostly (multiply-adds, elements moved); element-wise kernels, which move what
     they compute on, take (elements, per-channel work) instead.
 
-    With ``lanes``, a conv's multiply-adds are also given twice more, with its output
-    channels rounded up to 8 and to 16 vector lanes (:func:`_padded`), between the two.
+    With ``lanes``, a conv gets two more terms, between those two: its multiply-adds
+    with the output channels rounded up to 8 and to 16 vector lanes (:func:`_padded`).
     A GEMM microkernel computes whole tiles of output channels (16 wide for f32 on
     this host's AVX), so a 1x1 conv to 17 channels took 0.094 ms where one to 15,
     with more work, took 0.058. The non-negative fit puts weight on whichever tile

@@ -46,7 +46,6 @@ from nn_farm.predictor.roofline_model import RooflineBoosted, fit_roofline, roof
 
 __all__ = [
     "LEARNERS",
-    "DEFAULT_LEARNER",
     "SMALL_DATA_LEARNER",
     "DEFAULT_CANDIDATES",
     "HARDWARE",
@@ -59,7 +58,6 @@ __all__ = [
 ]
 
 LEARNERS = ("rf", "rf-log", "gbm-log", "linear", "loglinear", "roofline", "roofline-gbm")
-DEFAULT_LEARNER = "rf"
 # Below fit.MIN_TRAIN_FOR_CHOICE configs there is no choice to make by cross-validation
 # (a fold holds three configs), and a forest cannot fill in between ten points. The
 # roofline's three coefficients can: trained on 10 configs of each of the 14 small
