@@ -42,7 +42,7 @@ PACKAGE = {
         class Swish(BaseOperator):
             \"\"\"x * sigmoid(x): the TFLite converter has no fused form of it.\"\"\"
 
-            name = "swish"
+            name = "silu"
 
             def get_model(self):
                 from nn_farm._compat import import_tensorflow
@@ -83,11 +83,11 @@ def _write_package(root, module="rt_custom"):
 
 
 def _register(root, home):
-    """Register the swish operator and the DRR test case under NN_FARM_HOME=home."""
+    """Register a silu operator (swish is builtin now) and the DRR test case under NN_FARM_HOME=home."""
     from nn_farm.builder import registry
 
     metas = {
-        "operator": {"builtin_name": "swish", "implement": "tensorflow", "class_module": "rt_custom.ops",
+        "operator": {"builtin_name": "silu", "implement": "tensorflow", "class_module": "rt_custom.ops",
                      "class_name": "Swish"},
         "testcase": {"builtin_name": "DRR", "class_module": "rt_custom.cases",
                      "class_name": "DwconvReluRelu"},
@@ -130,7 +130,7 @@ def custom_home(tmp_path_factory):
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        unregister_operator("swish", "tensorflow")
+        unregister_operator("silu", "tensorflow")
         if saved is None:
             os.environ.pop("NN_FARM_HOME", None)
         else:
@@ -140,7 +140,7 @@ def custom_home(tmp_path_factory):
 @pytest.fixture(scope="module")
 def subset_run(custom_home, tmp_path_factory):
     """One real rule test over PAIRS, a pair with the custom operator, MON and the custom case."""
-    ws = _workspace(tmp_path_factory.mktemp("ws") / "ws", PAIRS + ["dwconv_swish"], ["MON", "DRR"])
+    ws = _workspace(tmp_path_factory.mktemp("ws") / "ws", PAIRS + ["dwconv_silu"], ["MON", "DRR"])
     report = ruletest(ws.root, progress=False)
     return ws, report
 
@@ -154,7 +154,7 @@ def test_verdicts_match_what_the_runtime_runs(subset_run):
     origin = json.loads((ws.fusion_rule_test / "origin_testcases.json").read_text())
     rules = json.loads((ws.fusion_rule_test / "detected_fusion_rule.json").read_text())
     assert rules == report.rules
-    for pair in PAIRS + ["dwconv_swish"]:
+    for pair in PAIRS + ["dwconv_silu"]:
         name = f"BF_{pair}"
         ops = _ops(origin, name)
         k1, k2 = [k for k in ops if k != "block"]
@@ -164,8 +164,8 @@ def test_verdicts_match_what_the_runtime_runs(subset_run):
         assert set(rules[name]["latency"]) == {"block", k1, k2, "ops"}
     # the independent facts these verdicts stand for
     assert _ops(origin, "BF_dwconv_bn")["block"] == ["DEPTHWISE_CONV_2D"]
-    assert _ops(origin, "BF_dwconv_swish")["block"][0] == "DEPTHWISE_CONV_2D"
-    assert len(_ops(origin, "BF_dwconv_swish")["block"]) > 1
+    assert _ops(origin, "BF_dwconv_silu")["block"][0] == "DEPTHWISE_CONV_2D"
+    assert len(_ops(origin, "BF_dwconv_silu")["block"]) > 1
 
 
 def test_mon_and_the_custom_test_case_with_deps(subset_run):
