@@ -61,10 +61,11 @@ def test_min_runs_reached_then_stops(session):
 
 
 def test_min_s_keeps_sampling_past_min_runs(session):
-    # Timed on the monotonic clock the policy counts in: the wall-clock stamps of the
-    # record once came 0.2 ms short of min_s (the VM's wall clock is slewed).
+    # max_runs out of the way: the bundled model runs in about 50 us, so the default
+    # 2,000 runs could end sampling before min_s (they did, at 0.099 s).
     started = time.perf_counter()
-    m = measure_session(session, MeasurePolicy(min_runs=1, min_s=0.1, max_s=60.0, speed_gate=OFF, **NO_WARMUP))
+    m = measure_session(session, MeasurePolicy(min_runs=1, min_s=0.1, max_s=60.0, max_runs=10**6,
+                                               speed_gate=OFF, **NO_WARMUP))
     assert m.runs > 1
     assert time.perf_counter() - started >= 0.1
 
