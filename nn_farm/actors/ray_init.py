@@ -50,37 +50,43 @@ def init_ray(address: str | None = None, **kwargs) -> None:
 
     if ray.is_initialized():
         return
-    if address is None and not os.environ.get("RAY_ADDRESS"):
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    if local:
         # One machine: loopback everything. Joining a real cluster leaves the
         # variable alone, because 0 makes a node advertise 127.0.0.1.
         ray_environment()
         kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("log_to_driver", False)
-    import psutil  # a dependency of Ray's
-
-    me = psutil.Process()
-    before = {child.pid for child in me.children(recursive=True)}
+    if not local:
+        ray.init(address=address, **kwargs)
+        return
+    before = _children()
     try:
         ray.init(address=address, **kwargs)
     except Exception as exc:  # Ray raises a bare Exception for the second timeout
         # Ray waits a fixed time for its own GCS server to publish its port, and for
         # the new node to register; a loaded host can miss either (each seen once in
         # a test run here). A local start is tried once more.
-        local = address is None and not os.environ.get("RAY_ADDRESS")
-        if not (local and any(timeout in str(exc) for timeout in _STARTUP_TIMEOUTS)):
+        if not any(timeout in str(exc) for timeout in _STARTUP_TIMEOUTS):
             raise
         logging.getLogger(__name__).warning("starting a local Ray timed out (%s); trying once more", exc)
         ray.shutdown()
         # The failed start's GCS server and monitor outlive it (Ray never got a node
         # object to stop them with): stop what it started, by PID.
-        _stop_new_children(me, before)
+        _stop_children_but(before)
         ray.init(address=address, **kwargs)
 
 
-def _stop_new_children(me, before: set) -> None:
+def _children() -> set[int]:
+    import psutil  # a dependency of Ray's
+
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def _stop_children_but(before: set[int]) -> None:
     import psutil
 
-    started = [child for child in me.children(recursive=True) if child.pid not in before]
+    started = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
     for child in started:
         try:
             child.kill()
