@@ -139,7 +139,8 @@ _ALIASES = {
 # A package that lacks the exact conv / dwconv kernel predicts it with this one:
 # nn-Meter ships and merges into exactly these two (merge_conv_kernels).
 _FAMILY_FALLBACK = {"conv": "conv-bn-relu", "dwconv": "dwconv-bn-relu"}
-# Packages built before nn-farm had a swish kernel (and nn-Meter's) price it as hswish.
+# Packages built before nn-farm had a swish kernel (and nn-Meter's) price it as hswish,
+# and so does every package for a conv fused with swish (kernel_type_of).
 _STAND_INS = {"swish": "hswish"}
 
 
@@ -194,7 +195,7 @@ def kernel_type_of(op: str) -> str:
         # does not): nn-Meter has no such kernel, and neither has nn-farm. It is
         # priced as the hswish kernel of the same shape, one elementwise pass over
         # the conv's output, which leans low (sigmoid's exp costs more than a clamp).
-        return kernel_type_of("-".join("hswish" if p == "swish" else p for p in parts))
+        return kernel_type_of("-".join(_STAND_INS.get(p, p) for p in parts))
     head, _, rest = op.partition("-")
     if head in ("conv", "dwconv"):
         # BN folded into the conv (ONNX exports, TFLite): "conv" runs as "conv-bn",
