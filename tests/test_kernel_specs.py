@@ -170,12 +170,11 @@ def test_cost_terms_grow_with_the_kernel(kernel_type):
     small = dict(HW=14, CIN=32, COUT=32, KERNEL_SIZE=3, STRIDES=1, POOL_STRIDES=1, NS=2,
                  CIN1=32, CIN2=32, CIN3=0, CIN4=0)
     big = {k: (2 * v if k in ("HW", "CIN", "COUT", "CIN1", "CIN2") else v) for k, v in small.items()}
-    terms = ks.cost_terms(ks.features(kernel_type, [{k: c[k] for k in spec.config_keys} for c in (small, big)]),
-                          kernel_type)
+    X = ks.features(kernel_type, [{k: c[k] for k in spec.config_keys} for c in (small, big)])
+    terms = ks.cost_terms(X, kernel_type)
     assert terms.shape == (2, 2) and np.all(np.isfinite(terms)) and np.all(terms >= 0)
     assert np.all(terms[1] >= terms[0]) and terms[1].sum() > terms[0].sum()
-    tiled = ks.cost_terms(ks.features(kernel_type, [{k: c[k] for k in spec.config_keys} for c in (small, big)]),
-                          kernel_type, lanes=True)
+    tiled = ks.cost_terms(X, kernel_type, lanes=True)
     if spec.family == "conv":
         # Multiply-adds plain, in 8- and 16-channel output tiles (32 channels fill both), moved.
         assert tiled.shape == (2, 4) and np.array_equal(tiled[:, [0, 3]], terms)
