@@ -185,12 +185,16 @@ def _with_frequent(column: np.ndarray, family: str, key: str, rng) -> np.ndarray
     setting = settings[key]
     if isinstance(setting, tuple):
         share, setting = setting
-    choices = np.asarray(list(setting))
-    weights = np.asarray(list(setting.values()), dtype=np.float64)
     mask = rng.random(len(column)) < share
     column = column.copy()
-    column[mask] = rng.choice(choices, size=int(mask.sum()), p=weights / weights.sum())
+    column[mask] = _weighted_choice(setting, int(mask.sum()), rng)
     return column
+
+
+def _weighted_choice(setting: Mapping[int, float], n: int, rng) -> np.ndarray:
+    """``n`` draws of the keys of ``{value: weight}``, by weight."""
+    weights = np.asarray(list(setting.values()), dtype=np.float64)
+    return rng.choice(np.asarray(list(setting)), size=n, p=weights / weights.sum())
 
 
 def _search_space_dwconv(columns: dict, rng) -> dict:
@@ -201,13 +205,11 @@ def _search_space_dwconv(columns: dict, rng) -> dict:
     mask = rng.random(len(columns["HW"])) < SEARCH_SPACE_SHARE
     picks = np.array([rng.choice(rows[i]) for i in rng.integers(len(rows), size=int(mask.sum()))], dtype=np.int64)
     resolution = rng.choice(SEARCH_SPACE_RESOLUTIONS, size=len(picks))
-    sizes = np.asarray(list(SEARCH_SPACE_KERNEL_SIZES))
-    weights = np.asarray(list(SEARCH_SPACE_KERNEL_SIZES.values()))
     columns = {key: column.copy() for key, column in columns.items()}
     columns["HW"][mask] = np.ceil(p["input_h"][picks] * resolution / 224)
     columns["CIN"][mask] = p["cin"][picks]
     columns["STRIDES"][mask] = p["stride"][picks]
-    columns["KERNEL_SIZE"][mask] = rng.choice(sizes, size=len(picks), p=weights / weights.sum())
+    columns["KERNEL_SIZE"][mask] = _weighted_choice(SEARCH_SPACE_KERNEL_SIZES, len(picks), rng)
     return columns
 
 
